@@ -1,0 +1,23 @@
+"""Weak-supervision loss terms, each called as ``term(logits, batch)``."""
+
+from wss_monai.losses.base import WeakLoss, reduce_per_image
+from wss_monai.losses.composite import CompositeLoss, TargetLoss
+from wss_monai.losses.constraints import (
+    CONSTRAINT_MODES,
+    SizeConstraintLoss,
+    log_barrier_extension,
+    quadratic_penalty,
+)
+from wss_monai.losses.partial_ce import PartialCrossEntropyLoss
+
+__all__ = [
+    "CONSTRAINT_MODES",
+    "CompositeLoss",
+    "PartialCrossEntropyLoss",
+    "SizeConstraintLoss",
+    "TargetLoss",
+    "WeakLoss",
+    "log_barrier_extension",
+    "quadratic_penalty",
+    "reduce_per_image",
+]

@@ -1,0 +1,136 @@
+"""Per-case 3D metrics of an evaluator, written to CSV and a JSON summary."""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import math
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+from ignite.engine import Engine, Events
+
+from monai.data import MetaTensor
+
+from wss_monai.metrics.volume import spacing_from_affine, volume_metrics
+
+__all__ = ["CaseMetricsWriter", "summarise_rows"]
+
+
+def _class_map(x: torch.Tensor) -> torch.Tensor:
+    """An integer map ``(H, W, D)`` from ``(1, H, W, D)`` or a one-hot ``(C, H, W, D)``."""
+    x = x.as_tensor() if isinstance(x, MetaTensor) else torch.as_tensor(x)
+    return (x.argmax(0) if x.shape[0] > 1 else x[0]).long().cpu()
+
+
+def summarise_rows(rows: Sequence[dict], metric_names: Sequence[str]) -> dict[str, dict[str, float]]:
+    """Mean, std and count of each metric over cases, ignoring NaN (a class absent from both)."""
+    summary = {}
+    for name in metric_names:
+        values = np.array([row[name] for row in rows], dtype=float)
+        values = values[~np.isnan(values)]
+        summary[name] = {
+            "mean": float(values.mean()) if values.size else float("nan"),
+            "std": float(values.std()) if values.size else float("nan"),
+            "count": int(values.size),
+        }
+    return summary
+
+
+class CaseMetricsWriter:
+    """Computes 3D Dice and HD95 (mm, from the label's affine) for each case an evaluator sees.
+
+    Reads the evaluator's decollated output (``pred`` and ``label`` in the label's own space, as
+    class maps or one-hot), names each case from ``case_keys`` of the batch (e.g. patient and frame)
+    or the label's file name, and at the end of the run writes ``metrics.csv`` (one row per case),
+    ``summary.json`` (mean/std per metric, and the mean Dice over foreground classes), logs the table,
+    and puts ``mean_dice`` and ``mean_hd95`` in ``engine.state.metrics``.
+
+    Args:
+        output_dir: folder for the CSV and JSON files; ``None`` writes nothing to disk.
+        class_names: names of the classes, index 0 first (the background is not reported).
+        hd95: also compute HD95 (slower than Dice).
+        case_keys: batch keys whose values name a case.
+    """
+
+    def __init__(
+        self,
+        output_dir: str | None,
+        class_names: Sequence[str],
+        hd95: bool = True,
+        case_keys: Sequence[str] = ("patient", "frame"),
+        pred_key: str = "pred",
+        label_key: str = "label",
+        name: str = "wss_monai.case_metrics",
+    ) -> None:
+        self.output_dir = None if output_dir is None else Path(output_dir)
+        self.class_names = list(class_names)
+        self.hd95 = hd95
+        self.case_keys, self.pred_key, self.label_key = list(case_keys), pred_key, label_key
+        self.logger = logging.getLogger(name)
+        self.rows: list[dict] = []
+
+    def attach(self, engine: Engine) -> None:
+        engine.add_event_handler(Events.STARTED, lambda e: self.rows.clear())
+        engine.add_event_handler(Events.ITERATION_COMPLETED, self._collect)
+        engine.add_event_handler(Events.COMPLETED, self._write)
+
+    def _case_name(self, item: dict, output: dict, index: int) -> str:
+        parts = [str(item[k]) for k in self.case_keys if isinstance(item, dict) and k in item]
+        if parts:
+            return "_".join(parts)
+        label = output[self.label_key]
+        if isinstance(label, MetaTensor) and "filename_or_obj" in label.meta:
+            return Path(str(label.meta["filename_or_obj"])).name.split(".")[0]
+        return f"case{index:04d}"
+
+    def _collect(self, engine: Engine) -> None:
+        outputs = engine.state.output if isinstance(engine.state.output, list) else [engine.state.output]
+        batch = engine.state.batch if isinstance(engine.state.batch, list) else [{}] * len(outputs)
+        for item, output in zip(batch, outputs):
+            label = output[self.label_key]
+            if not isinstance(label, MetaTensor):
+                raise TypeError("CaseMetricsWriter needs the label as a MetaTensor carrying its affine (spacing)")
+            spacing = spacing_from_affine(label.affine)
+            metrics = volume_metrics(_class_map(output[self.pred_key]), _class_map(label), self.class_names, spacing)
+            if not self.hd95:
+                metrics = {k: v for k, v in metrics.items() if not k.startswith("hd95")}
+            self.rows.append({"case": self._case_name(item, output, len(self.rows)), **metrics})
+
+    def metric_names(self) -> list[str]:
+        return [k for k in self.rows[0] if k != "case"] if self.rows else []
+
+    def _write(self, engine: Engine) -> None:
+        if not self.rows:
+            self.logger.warning("no case was evaluated")
+            return
+        names = self.metric_names()
+        summary = summarise_rows(self.rows, names)
+        dice_names = [n for n in names if n.startswith("dice_")]
+        hd_names = [n for n in names if n.startswith("hd95_")]
+        mean_dice = float(np.nanmean([summary[n]["mean"] for n in dice_names]))
+        engine.state.metrics["mean_dice"] = mean_dice
+        if hd_names:
+            engine.state.metrics["mean_hd95"] = float(np.nanmean([summary[n]["mean"] for n in hd_names]))
+        for n in names:
+            engine.state.metrics[n] = summary[n]["mean"]
+        lines = [f"{'metric':<14}{'mean':>10}{'std':>10}{'n':>5}"]
+        lines += [f"{n:<14}{summary[n]['mean']:>10.4f}{summary[n]['std']:>10.4f}{summary[n]['count']:>5d}" for n in names]
+        self.logger.info("%d cases, mean foreground Dice %.4f\n%s", len(self.rows), mean_dice, "\n".join(lines))
+        if self.output_dir is None:
+            return
+        self.output_dir.mkdir(parents=True, exist_ok=True)
+        with open(self.output_dir / "metrics.csv", "w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=["case", *names])
+            writer.writeheader()
+            for row in self.rows:
+                writer.writerow({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in row.items()})
+        payload = {"num_cases": len(self.rows), "mean_dice": mean_dice, "metrics": summary}
+        if hd_names:
+            payload["mean_hd95"] = engine.state.metrics["mean_hd95"]
+        text = json.dumps(payload, indent=2, allow_nan=True)
+        (self.output_dir / "summary.json").write_text(text)
+        self.logger.info("wrote %s and %s", self.output_dir / "metrics.csv", self.output_dir / "summary.json")

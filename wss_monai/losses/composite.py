@@ -1,0 +1,75 @@
+"""Weighted sums of named loss terms, each reported on its own."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import torch
+from torch import nn
+
+from wss_monai.losses.base import WeakLoss
+
+__all__ = ["CompositeLoss", "TargetLoss"]
+
+
+class TargetLoss(WeakLoss):
+    """Adapts a MONAI loss ``loss(logits, target)`` to the batch interface by reading ``batch[target_key]``.
+
+    Used for full supervision (e.g. ``DiceCELoss(to_onehot_y=True, softmax=True)`` on ``"label"``),
+    so that MONAI's losses are reused, not rewritten.
+    """
+
+    def __init__(self, loss: nn.Module, target_key: str = "label") -> None:
+        super().__init__()
+        self.loss, self.target_key = loss, target_key
+
+    def forward(self, logits: torch.Tensor, batch: Mapping) -> torch.Tensor:
+        target = self.read(batch, self.target_key).to(logits.device)
+        return self.loss(logits, target)
+
+
+class CompositeLoss(nn.Module):
+    """``L = Σ_i w_i L_i(logits, batch)`` over named terms, returning every term next to the total.
+
+    Args:
+        terms: name → loss term, or name → ``{"loss": term, "weight": w}``. A term is any module
+            called as ``term(logits, batch)`` and returning a scalar.
+
+    Returns:
+        A dict with ``"loss"`` (the weighted total, differentiable) and each term's unweighted value
+        under its name, so a person can see in the logs which term drives training.
+
+    Example:
+        >>> import torch
+        >>> from wss_monai.losses import PartialCrossEntropyLoss
+        >>> loss = CompositeLoss({"pce": {"loss": PartialCrossEntropyLoss(), "weight": 2.0}})
+        >>> out = loss(torch.zeros(1, 2, 2, 2), {"scribble": torch.tensor([[[[0, 1], [-1, -1]]]])})
+        >>> round(out["loss"].item(), 4), round(out["pce"].item(), 4)
+        (1.3863, 0.6931)
+    """
+
+    def __init__(self, terms: Mapping[str, nn.Module | Mapping]) -> None:
+        super().__init__()
+        if not terms:
+            raise ValueError("terms must name at least one loss term")
+        self.terms = nn.ModuleDict()
+        self.weights: dict[str, float] = {}
+        for name, spec in terms.items():
+            if name == "loss":
+                raise ValueError("'loss' is reserved for the total; choose another term name")
+            if isinstance(spec, Mapping):
+                unknown = set(spec) - {"loss", "weight"}
+                if "loss" not in spec or unknown:
+                    raise ValueError(f"term {name!r} must be a module or {{'loss': ..., 'weight': ...}}, got keys {sorted(spec)}")
+                module, weight = spec["loss"], float(spec.get("weight", 1.0))
+            else:
+                module, weight = spec, 1.0
+            if not isinstance(module, nn.Module):
+                raise TypeError(f"term {name!r} must be a torch module, got {type(module).__name__}")
+            self.terms[name] = module
+            self.weights[name] = weight
+
+    def forward(self, logits: torch.Tensor, batch: Mapping) -> dict[str, torch.Tensor]:
+        values = {name: term(logits, batch) for name, term in self.terms.items()}
+        total = sum(self.weights[name] * value.mean() for name, value in values.items())
+        return {"loss": total, **values}
