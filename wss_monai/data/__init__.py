@@ -1,0 +1,37 @@
+"""Dataset readers, input checks and synthetic phantoms.
+
+The functions are imported on first access, so that ``python -m wss_monai.data.acdc`` and
+``python -m wss_monai.data.phantoms`` run their module without importing it twice.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_EXPORTS = {
+    "find_acdc_cases": "acdc",
+    "make_acdc_datalist": "acdc",
+    "split_by_patient": "acdc",
+    "EmptyScribbleError": "checks",
+    "assert_finite": "checks",
+    "check_case": "checks",
+    "validate_cases": "checks",
+    "make_cardiac_phantoms": "phantoms",
+    "reference_size_bounds": "reference",
+    "VolumeSliceDataset": "slices",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{_EXPORTS[name]}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

@@ -1,0 +1,32 @@
+"""Weak-label transforms: scribbles, points, tags, size bounds, real scribble files; load-time checks.
+
+Each generator reads a full ``(1, H, W[, D])`` class map and comes as an array transform plus a
+thin ``…d`` dictionary wrapper; the random ones subclass ``monai.transforms.Randomizable`` and are
+seeded with ``set_random_state``. Weak maps hold a class index where annotated and
+:data:`wss_monai.constants.UNLABELLED` elsewhere.
+"""
+
+from wss_monai.transforms.bounds import SizeBounds, SizeBoundsd, common_size_bounds
+from wss_monai.transforms.input_checks import CheckFinited, CheckLabelsd
+from wss_monai.transforms.points import RandomPointDiscs, RandomPointDiscsd
+from wss_monai.transforms.scribble_files import RemapUnlabelled, RemapUnlabelledd
+from wss_monai.transforms.scribbles import ErosionScribble, ErosionScribbled, StrokeScribble, StrokeScribbled
+from wss_monai.transforms.tags import ImageTags, ImageTagsd
+
+__all__ = [
+    "CheckFinited",
+    "CheckLabelsd",
+    "ErosionScribble",
+    "ErosionScribbled",
+    "ImageTags",
+    "ImageTagsd",
+    "RandomPointDiscs",
+    "RandomPointDiscsd",
+    "RemapUnlabelled",
+    "RemapUnlabelledd",
+    "SizeBounds",
+    "SizeBoundsd",
+    "StrokeScribble",
+    "StrokeScribbled",
+    "common_size_bounds",
+]
