@@ -39,8 +39,12 @@ def resume(checkpoint: str | Path | None, objects: Mapping, device: torch.device
     missing = sorted(set(objects) - set(state))
     if missing:
         raise KeyError(f"checkpoint {str(path)!r} lacks {missing}; it holds {sorted(state)}")
+    trainer = objects.get("trainer")
+    max_epochs = getattr(getattr(trainer, "state", None), "max_epochs", None)
     Checkpoint.load_objects(to_load=dict(objects), checkpoint=state)
-    logger.info("resumed from %s", path)
+    if max_epochs is not None and trainer.state.max_epochs < max_epochs:
+        trainer.state.max_epochs = max_epochs  # the configured budget wins over the one saved: training goes on
+    logger.info("resumed from %s at iteration %s", path, getattr(getattr(trainer, "state", None), "iteration", "?"))
     return True
 
 

@@ -1,0 +1,7 @@
+#!/usr/bin/env bash
+# The test command: installs what is needed (scripts/setup_env.sh), then runs the unit tests,
+# the bundle end-to-end tests and the docstring examples on 2 processes.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup_env.sh
+exec .venv/bin/python -m pytest -n 2 --doctest-modules wss_monai tests "$@"

@@ -1,0 +1,136 @@
+"""End-to-end runs of the acdc bundle through MONAI's bundle command line, on small phantoms."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pytest
+import torch
+
+from wss_monai.data.phantoms import make_cardiac_phantoms
+
+ROOT = Path(__file__).resolve().parents[1]
+TRAIN = ROOT / "bundles/acdc/configs/train.yaml"
+QUICK = ROOT / "configs/profiles/cpu_quick.yaml"
+SMALL = {"spatial_size": 32, "batch_size": 8, "max_epochs": 2, "val_interval": 1, "num_validation": 2}
+
+pytestmark = pytest.mark.slow
+
+
+def bundle(run_id, configs, cwd, check=True, **overrides):
+    files = "[" + ",".join(f"'{c}'" for c in configs) + "]"
+    command = [sys.executable, "-m", "monai.bundle", "run"] + ([run_id] if run_id else []) + ["--config_file", files]
+    for key, value in {**SMALL, **overrides}.items():
+        command += [f"--{key}", str(value)]
+    result = subprocess.run(command, cwd=cwd, capture_output=True, text=True, env={**os.environ, "PYTHONWARNINGS": "ignore"})
+    if check and result.returncode:
+        raise AssertionError(f"bundle run failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}")
+    return result
+
+
+@pytest.fixture(scope="module")
+def phantoms(tmp_path_factory):
+    return make_cardiac_phantoms(tmp_path_factory.mktemp("acdc"), num_patients=6, seed=3, shape=(48, 48), num_slices=(4, 6))
+
+
+@pytest.fixture(scope="module")
+def scribble_run(phantoms, tmp_path_factory):
+    """`run training` of bundle + profile + scribbles-from-files recipe, launched from outside the repository."""
+    out = tmp_path_factory.mktemp("scribble_run")
+    configs = [TRAIN, QUICK, ROOT / "configs/supervision/scribble_files.yaml"]
+    bundle("training", configs, cwd=out, dataset_dir=phantoms, output_dir=out / "run")
+    return out / "run", configs
+
+
+def test_training_writes_models_logs_and_a_patient_level_split(scribble_run):
+    run, _ = scribble_run
+    for name in ("models/model.pt", "models/model_final.pt", "datalist.json", "timing.json", "validation/metrics.csv"):
+        assert (run / name).is_file(), name
+    assert list((run / "tensorboard").glob("events.out.tfevents.*"))
+    datalist = json.loads((run / "datalist.json").read_text())
+    train_patients = {c["patient"] for c in datalist["training"]}
+    val_patients = {c["patient"] for c in datalist["validation"]}
+    assert len(val_patients) == 2 and not train_patients & val_patients
+    assert all("scribble" in c for c in datalist["training"])
+    final = torch.load(run / "models/model_final.pt", weights_only=False)
+    assert {"model", "optimizer", "trainer", "lr_scheduler"} <= set(final)
+    assert final["trainer"]["iteration"] == 2 * final["trainer"]["epoch_length"]
+    rows = (run / "validation/metrics.csv").read_text().splitlines()
+    assert rows[0].startswith("case,dice_rv,dice_myo,dice_lv") and len(rows) == 1 + 4  # 2 patients x 2 frames
+
+
+def test_inference_writes_each_prediction_in_its_input_space(scribble_run, phantoms, tmp_path):
+    run, configs = scribble_run
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    sources = sorted((phantoms / "training/patient001").glob("patient001_frame??.nii.gz"))
+    for source in sources:
+        (inputs / source.name).write_bytes(source.read_bytes())
+    bundle("inferring", configs + [ROOT / "bundles/acdc/configs/inference.yaml"], cwd=tmp_path, output_dir=run, input_dir=inputs)
+    for source in sources:
+        image = nib.load(source)
+        pred = nib.load(run / "predictions" / source.name.replace(".nii.gz", "_seg.nii.gz"))
+        assert pred.shape == image.shape
+        np.testing.assert_allclose(pred.affine, image.affine, atol=1e-5)
+        values = np.unique(np.asarray(pred.dataobj))
+        assert pred.get_data_dtype() == np.uint8 and set(values.tolist()) <= {0, 1, 2, 3}
+
+
+def test_evaluation_writes_dice_and_hd95_per_case(scribble_run, phantoms, tmp_path):
+    run, configs = scribble_run
+    bundle("evaluating", configs + [ROOT / "bundles/acdc/configs/evaluate.yaml"], cwd=tmp_path, dataset_dir=phantoms, output_dir=run)
+    rows = (run / "eval/metrics.csv").read_text().splitlines()
+    assert rows[0] == "case,dice_rv,hd95_rv,dice_myo,hd95_myo,dice_lv,hd95_lv"
+    assert len(rows) == 5
+    summary = json.loads((run / "eval/summary.json").read_text())
+    assert summary["num_cases"] == 4 and 0.0 <= summary["mean_dice"] <= 1.0 and summary["mean_hd95"] >= 0.0
+
+
+def test_log_barrier_recipe_through_plain_run_and_resume(phantoms, tmp_path):
+    configs = [TRAIN, QUICK, ROOT / "configs/supervision/size_individual_log_barrier.yaml"]
+    out = tmp_path / "lb"
+    bundle(None, configs, cwd=tmp_path, dataset_dir=phantoms, output_dir=out)  # `run --config_file`: run id "run"
+    state = torch.load(out / "models/model_final.pt", weights_only=False)
+    assert state["log_barrier"]["t"] == pytest.approx(5.0 * 1.1**2)
+    bundle(None, configs, cwd=tmp_path, dataset_dir=phantoms, output_dir=out, max_epochs=3, resume_checkpoint=out / "models/model_final.pt")
+    resumed = torch.load(out / "models/model_final.pt", weights_only=False)
+    assert resumed["trainer"]["iteration"] == 3 * resumed["trainer"]["epoch_length"]
+    assert resumed["log_barrier"]["t"] == pytest.approx(5.0 * 1.1**3)
+
+
+def test_same_seed_gives_the_same_model(phantoms, tmp_path):
+    configs = [TRAIN, QUICK, ROOT / "configs/supervision/scribble.yaml"]  # random stroke scribbles + augmentation
+    models = []
+    for name in ("a", "b"):
+        bundle("training", configs, cwd=tmp_path, dataset_dir=phantoms, output_dir=tmp_path / name, max_epochs=1, seed=7)
+        models.append(torch.load(tmp_path / name / "models/model_final.pt", weights_only=False)["model"])
+    assert all(torch.equal(models[0][k], models[1][k]) for k in models[0])
+
+
+def test_bad_inputs_stop_the_run_with_the_file_named(phantoms, tmp_path):
+    configs = [TRAIN, QUICK]
+    missing = bundle("training", configs, cwd=tmp_path, check=False, output_dir=tmp_path / "x")
+    assert missing.returncode != 0 and "dataset_dir is not set" in missing.stderr + missing.stdout
+
+    broken = tmp_path / "broken"
+    make_cardiac_phantoms(broken, num_patients=3, seed=1, shape=(48, 48), num_slices=(4, 5))
+    gt = broken / "training/patient002/patient002_frame01_gt.nii.gz"
+    image = nib.load(gt)
+    nib.save(nib.Nifti1Image(np.asarray(image.dataobj)[:40], image.affine), gt)
+    result = bundle("training", configs, cwd=tmp_path, check=False, dataset_dir=broken, output_dir=tmp_path / "y")
+    text = result.stderr + result.stdout
+    assert result.returncode != 0 and "patient002_frame01_gt.nii.gz" in text and "shape" in text
+
+    nan_dir = tmp_path / "nan_in"
+    nan_dir.mkdir()
+    source = nib.load(phantoms / "training/patient001/patient001_frame01.nii.gz")
+    data = np.asarray(source.dataobj).copy()
+    data[0, 0, 0] = np.nan
+    nib.save(nib.Nifti1Image(data, source.affine), nan_dir / "scan.nii.gz")
+    result = bundle("inferring", configs + [ROOT / "bundles/acdc/configs/inference.yaml"], cwd=tmp_path, check=False, input_dir=nan_dir, output_dir=tmp_path / "z")
+    text = result.stderr + result.stdout
+    assert result.returncode != 0 and "scan.nii.gz" in text and "1 NaN/inf values" in text
