@@ -7,7 +7,7 @@ LV Dice as a share of full supervision, mean HD95 (mm) and seconds per training 
 ratio to full supervision (all recipes run one after another in this one invocation).
 
     python scripts/benchmarks/acdc_recipes.py --dataset_dir ../shared/data/acdc \
-        --num_validation 20 --max_epochs 12 --output_dir runs/bench_acdc
+        --num_validation 20 --max_epochs 20 --output_dir runs/bench_acdc
 """
 
 from __future__ import annotations
@@ -67,6 +67,7 @@ def run_recipe(recipe: str, args: argparse.Namespace) -> dict:
         "num_validation": args.num_validation,
         "spatial_size": args.spatial_size,
         "batch_size": args.batch_size,
+        "learning_rate": args.learning_rate,
     }
     start = time.perf_counter()
     if not (out / "models/model_final.pt").is_file():
@@ -109,9 +110,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--output_dir", default="runs/bench_acdc")
     parser.add_argument("--recipes", nargs="+", default=DEFAULT_RECIPES)
     parser.add_argument("--profile", default=None, help="a file name under configs/profiles, without .yaml")
-    parser.add_argument("--max_epochs", type=int, default=12)
+    parser.add_argument("--max_epochs", type=int, default=20)
     parser.add_argument("--spatial_size", type=int, default=128)
     parser.add_argument("--batch_size", type=int, default=16)
+    parser.add_argument("--learning_rate", type=float, default=0.002)
     parser.add_argument("--num_validation", type=int, default=20)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
