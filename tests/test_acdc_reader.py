@@ -18,8 +18,9 @@ def _save(path: Path, array: np.ndarray) -> None:
     nib.save(nib.Nifti1Image(array, np.diag([1.5, 1.5, 10.0, 1.0])), str(path))
 
 
-def make_fake_acdc(root: Path, num_patients: int = 4, frames=("frame01", "frame12"), subset="training",
-                   scribbles: bool = True) -> Path:
+def make_fake_acdc(
+    root: Path, num_patients: int = 4, frames=("frame01", "frame12"), subset="training", scribbles: bool = True
+) -> Path:
     """Tiny ACDC tree: 4x4x2 volumes, a _4d file and an Info.cfg per patient."""
     label = np.zeros((4, 4, 2), np.uint8)
     label[1, 1], label[1, 2], label[2, 2] = 1, 2, 3
@@ -96,8 +97,11 @@ def test_missing_scribble_names_the_file(tmp_path):
 
 
 def _cases(num_patients: int) -> list[dict]:
-    return [{"image": f"p{k}_{f}", "patient": f"patient{k:03d}", "frame": f} for k in range(num_patients)
-            for f in ("frame01", "frame12")]
+    return [
+        {"image": f"p{k}_{f}", "patient": f"patient{k:03d}", "frame": f}
+        for k in range(num_patients)
+        for f in ("frame01", "frame12")
+    ]
 
 
 def _patients(cases) -> set[str]:
@@ -127,10 +131,19 @@ def test_split_seeded():
     assert any(other != _patients(first["validation"]) for other in others)
 
 
-@pytest.mark.parametrize("bad, message", [
-    (4, "training set empty"), (5, "training set empty"), (-1, ">= 0"), (1.0, r"\(0, 1\)"),
-    (1.5, r"\(0, 1\)"), (0.0, r"\(0, 1\)"), (True, "num_validation"), ("2", "num_validation"),
-])
+@pytest.mark.parametrize(
+    "bad, message",
+    [
+        (4, "training set empty"),
+        (5, "training set empty"),
+        (-1, ">= 0"),
+        (1.0, r"\(0, 1\)"),
+        (1.5, r"\(0, 1\)"),
+        (0.0, r"\(0, 1\)"),
+        (True, "num_validation"),
+        ("2", "num_validation"),
+    ],
+)
 def test_split_bad_num_validation(bad, message):
     with pytest.raises(ValueError, match=message):
         split_by_patient(_cases(4), bad, seed=0)
@@ -144,8 +157,9 @@ def test_split_empty_cases():
 def test_datalist_json_round_trip(tmp_path):
     make_fake_acdc(tmp_path / "acdc", num_patients=8)
     output = tmp_path / "out" / "datalist.json"
-    datalist = make_acdc_datalist(tmp_path / "acdc", output_json=output, num_validation=0.25, seed=3,
-                                  with_scribbles=True)
+    datalist = make_acdc_datalist(
+        tmp_path / "acdc", output_json=output, num_validation=0.25, seed=3, with_scribbles=True
+    )
     assert json.loads(output.read_text()) == datalist
     assert datalist["seed"] == 3 and datalist["num_validation"] == 0.25
     assert datalist["dataset_dir"] == str((tmp_path / "acdc").resolve())
@@ -174,8 +188,19 @@ def test_datalist_excludes_empty_scribbles_and_raises_on_bad_labels(tmp_path, ca
 def test_cli_writes_json(tmp_path):
     make_fake_acdc(tmp_path / "acdc", num_patients=5)
     output = tmp_path / "datalist.json"
-    main(["--dataset_dir", str(tmp_path / "acdc"), "--output", str(output), "--num_validation", "2",
-          "--seed", "1", "--with_scribbles"])
+    main(
+        [
+            "--dataset_dir",
+            str(tmp_path / "acdc"),
+            "--output",
+            str(output),
+            "--num_validation",
+            "2",
+            "--seed",
+            "1",
+            "--with_scribbles",
+        ]
+    )
     datalist = json.loads(output.read_text())
     assert datalist["num_validation"] == 2 and datalist["seed"] == 1
     assert len(_patients(datalist["validation"])) == 2

@@ -26,7 +26,9 @@ def bundle(run_id, configs, cwd, check=True, **overrides):
     command = [sys.executable, "-m", "monai.bundle", "run"] + ([run_id] if run_id else []) + ["--config_file", files]
     for key, value in {**SMALL, **overrides}.items():
         command += [f"--{key}", str(value)]
-    result = subprocess.run(command, cwd=cwd, capture_output=True, text=True, env={**os.environ, "PYTHONWARNINGS": "ignore"})
+    result = subprocess.run(
+        command, cwd=cwd, capture_output=True, text=True, env={**os.environ, "PYTHONWARNINGS": "ignore"}
+    )
     if check and result.returncode:
         raise AssertionError(f"bundle run failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}")
     return result
@@ -34,7 +36,9 @@ def bundle(run_id, configs, cwd, check=True, **overrides):
 
 @pytest.fixture(scope="module")
 def phantoms(tmp_path_factory):
-    return make_cardiac_phantoms(tmp_path_factory.mktemp("acdc"), num_patients=6, seed=3, shape=(48, 48), num_slices=(4, 6))
+    return make_cardiac_phantoms(
+        tmp_path_factory.mktemp("acdc"), num_patients=6, seed=3, shape=(48, 48), num_slices=(4, 6)
+    )
 
 
 @pytest.fixture(scope="module")
@@ -70,7 +74,13 @@ def test_inference_writes_each_prediction_in_its_input_space(scribble_run, phant
     sources = sorted((phantoms / "training/patient001").glob("patient001_frame??.nii.gz"))
     for source in sources:
         (inputs / source.name).write_bytes(source.read_bytes())
-    bundle("inferring", configs + [ROOT / "bundles/acdc/configs/inference.yaml"], cwd=tmp_path, output_dir=run, input_dir=inputs)
+    bundle(
+        "inferring",
+        configs + [ROOT / "bundles/acdc/configs/inference.yaml"],
+        cwd=tmp_path,
+        output_dir=run,
+        input_dir=inputs,
+    )
     for source in sources:
         image = nib.load(source)
         pred = nib.load(run / "predictions" / source.name.replace(".nii.gz", "_seg.nii.gz"))
@@ -82,7 +92,13 @@ def test_inference_writes_each_prediction_in_its_input_space(scribble_run, phant
 
 def test_evaluation_writes_dice_and_hd95_per_case(scribble_run, phantoms, tmp_path):
     run, configs = scribble_run
-    bundle("evaluating", configs + [ROOT / "bundles/acdc/configs/evaluate.yaml"], cwd=tmp_path, dataset_dir=phantoms, output_dir=run)
+    bundle(
+        "evaluating",
+        configs + [ROOT / "bundles/acdc/configs/evaluate.yaml"],
+        cwd=tmp_path,
+        dataset_dir=phantoms,
+        output_dir=run,
+    )
     rows = (run / "eval/metrics.csv").read_text().splitlines()
     assert rows[0] == "case,dice_rv,hd95_rv,dice_myo,hd95_myo,dice_lv,hd95_lv"
     assert len(rows) == 5
@@ -96,7 +112,15 @@ def test_log_barrier_recipe_through_plain_run_and_resume(phantoms, tmp_path):
     bundle(None, configs, cwd=tmp_path, dataset_dir=phantoms, output_dir=out)  # `run --config_file`: run id "run"
     state = torch.load(out / "models/model_final.pt", weights_only=False)
     assert state["log_barrier"]["t"] == pytest.approx(5.0 * 1.1**2)
-    bundle(None, configs, cwd=tmp_path, dataset_dir=phantoms, output_dir=out, max_epochs=3, resume_checkpoint=out / "models/model_final.pt")
+    bundle(
+        None,
+        configs,
+        cwd=tmp_path,
+        dataset_dir=phantoms,
+        output_dir=out,
+        max_epochs=3,
+        resume_checkpoint=out / "models/model_final.pt",
+    )
     resumed = torch.load(out / "models/model_final.pt", weights_only=False)
     assert resumed["trainer"]["iteration"] == 3 * resumed["trainer"]["epoch_length"]
     assert resumed["log_barrier"]["t"] == pytest.approx(5.0 * 1.1**3)
@@ -106,7 +130,9 @@ def test_same_seed_gives_the_same_model(phantoms, tmp_path):
     configs = [TRAIN, QUICK, ROOT / "configs/supervision/scribble.yaml"]  # random stroke scribbles + augmentation
     models = []
     for name in ("a", "b"):
-        bundle("training", configs, cwd=tmp_path, dataset_dir=phantoms, output_dir=tmp_path / name, max_epochs=1, seed=7)
+        bundle(
+            "training", configs, cwd=tmp_path, dataset_dir=phantoms, output_dir=tmp_path / name, max_epochs=1, seed=7
+        )
         models.append(torch.load(tmp_path / name / "models/model_final.pt", weights_only=False)["model"])
     assert all(torch.equal(models[0][k], models[1][k]) for k in models[0])
 
@@ -131,6 +157,13 @@ def test_bad_inputs_stop_the_run_with_the_file_named(phantoms, tmp_path):
     data = np.asarray(source.dataobj).copy()
     data[0, 0, 0] = np.nan
     nib.save(nib.Nifti1Image(data, source.affine), nan_dir / "scan.nii.gz")
-    result = bundle("inferring", configs + [ROOT / "bundles/acdc/configs/inference.yaml"], cwd=tmp_path, check=False, input_dir=nan_dir, output_dir=tmp_path / "z")
+    result = bundle(
+        "inferring",
+        configs + [ROOT / "bundles/acdc/configs/inference.yaml"],
+        cwd=tmp_path,
+        check=False,
+        input_dir=nan_dir,
+        output_dir=tmp_path / "z",
+    )
     text = result.stderr + result.stdout
     assert result.returncode != 0 and "scan.nii.gz" in text and "1 NaN/inf values" in text

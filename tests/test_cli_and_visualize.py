@@ -9,11 +9,36 @@ from wss_monai.visualize import best_slice, save_overlay
 
 def test_cli_phantoms_datalist_and_overlay(tmp_path):
     assert main(["phantoms", "--output_dir", str(tmp_path / "d"), "--num_patients", "3", "--size", "48"]) == 0
-    assert main(["datalist", "--dataset_dir", str(tmp_path / "d"), "--output", str(tmp_path / "dl.json"), "--num_validation", "1"]) == 0
+    assert (
+        main(
+            [
+                "datalist",
+                "--dataset_dir",
+                str(tmp_path / "d"),
+                "--output",
+                str(tmp_path / "dl.json"),
+                "--num_validation",
+                "1",
+            ]
+        )
+        == 0
+    )
     assert (tmp_path / "dl.json").is_file()
     case = tmp_path / "d/training/patient001/patient001_frame01"
     out = tmp_path / "o.png"
-    main(["overlay", "--image", f"{case}.nii.gz", "--weak", f"{case}_scribble.nii.gz", "--label", f"{case}_gt.nii.gz", "--out", str(out)])
+    main(
+        [
+            "overlay",
+            "--image",
+            f"{case}.nii.gz",
+            "--weak",
+            f"{case}_scribble.nii.gz",
+            "--label",
+            f"{case}_gt.nii.gz",
+            "--out",
+            str(out),
+        ]
+    )
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 

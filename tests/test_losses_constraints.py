@@ -67,7 +67,9 @@ def test_absent_class_is_an_equality_and_satisfied_bounds_cost_nothing():
     logits[:, 0] = 20.0  # class 1 nearly empty
     loss = SizeConstraintLoss(mode="penalty")(logits, {"bounds": torch.tensor([[[0.0, 16.0], [0.0, 0.0]]])})
     assert loss.item() == pytest.approx(0.0, abs=1e-10)
-    satisfied = SizeConstraintLoss(mode="penalty")(_uniform_batch(), {"bounds": torch.tensor([[[0.0, 16.0], [5.0, 9.0]]])})
+    satisfied = SizeConstraintLoss(mode="penalty")(
+        _uniform_batch(), {"bounds": torch.tensor([[[0.0, 16.0], [5.0, 9.0]]])}
+    )
     assert satisfied.item() == 0.0
 
 
@@ -85,7 +87,7 @@ def test_gradcheck_2d_and_3d(mode):
         num = shape[0]
         bounds = torch.tensor([[0.0, 100.0], [2.0, 3.0], [0.0, 0.5]], dtype=torch.float64).expand(num, 3, 2)
         loss = SizeConstraintLoss(mode=mode, t=3.0)
-        assert torch.autograd.gradcheck(lambda x: loss(x, {"bounds": bounds}), (logits,))
+        assert torch.autograd.gradcheck(lambda x, loss=loss, bounds=bounds: loss(x, {"bounds": bounds}), (logits,))
 
 
 def test_volume_mode_sums_the_slices_of_each_volume():

@@ -5,7 +5,6 @@ import numpy as np
 import pytest
 import torch
 from ignite.engine import Engine
-
 from monai.data import MetaTensor
 
 from wss_monai.handlers import CaseMetricsWriter

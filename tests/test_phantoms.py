@@ -36,7 +36,7 @@ def test_layout(root, cases):
     assert (folder / "patient001_4d.nii.gz").is_file() and (folder / "Info.cfg").is_file()
     assert len(cases) == 2 * NUM_PATIENTS
     for patient in range(NUM_PATIENTS):
-        ed, es = cases[2 * patient: 2 * patient + 2]
+        ed, es = cases[2 * patient : 2 * patient + 2]
         assert ed["frame"] == "frame01" and int(es["frame"][5:]) > 1
         assert f"ES: {int(es['frame'][5:])}" in (Path(ed["image"]).parent / "Info.cfg").read_text()
 
@@ -138,8 +138,7 @@ def test_reader_and_checks_accept(root, cases):
 
 
 def test_without_scribbles_and_other_marker(tmp_path):
-    root = make_cardiac_phantoms(tmp_path, num_patients=1, shape=(48, 40), num_slices=(4, 4),
-                                 with_scribbles=False)
+    root = make_cardiac_phantoms(tmp_path, num_patients=1, shape=(48, 40), num_slices=(4, 4), with_scribbles=False)
     folder = root / "training" / "patient001"
     assert not list(folder.glob("*_scribble.nii.gz"))
     assert _data(folder / "patient001_frame01.nii.gz").shape == (48, 40, 4)
@@ -148,11 +147,18 @@ def test_without_scribbles_and_other_marker(tmp_path):
     assert set(np.unique(scribble)) == {0, 1, 2, 3, 255}
 
 
-@pytest.mark.parametrize("kwargs, message", [
-    ({"num_patients": 0}, "num_patients"), ({"shape": (16, 96)}, "shape"), ({"num_slices": (5, 4)}, "num_slices"),
-    ({"spacing": (1.5, 0, 10)}, "spacing"), ({"scribble_unlabelled": 2}, "scribble_unlabelled"),
-    ({"noise": -0.1}, "noise"), ({"seed": -1}, "seed"),
-])
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"num_patients": 0}, "num_patients"),
+        ({"shape": (16, 96)}, "shape"),
+        ({"num_slices": (5, 4)}, "num_slices"),
+        ({"spacing": (1.5, 0, 10)}, "spacing"),
+        ({"scribble_unlabelled": 2}, "scribble_unlabelled"),
+        ({"noise": -0.1}, "noise"),
+        ({"seed": -1}, "seed"),
+    ],
+)
 def test_bad_arguments(tmp_path, kwargs, message):
     with pytest.raises(ValueError, match=message):
         make_cardiac_phantoms(tmp_path, **kwargs)

@@ -2,7 +2,6 @@ import nibabel as nib
 import numpy as np
 import pytest
 import torch
-
 from monai.data import MetaTensor
 from monai.transforms import RandFlipd
 
@@ -20,7 +19,9 @@ def _volume(depth=3, patient="p1"):
 
 
 def test_slices_cut_the_last_axis_and_carry_their_indices():
-    ds = VolumeSliceDataset([_volume(3), _volume(2, "p2")], image_keys=["image", "scribble"], slice_keys=["bounds"], volume_keys=["patient"])
+    ds = VolumeSliceDataset(
+        [_volume(3), _volume(2, "p2")], image_keys=["image", "scribble"], slice_keys=["bounds"], volume_keys=["patient"]
+    )
     assert len(ds) == 5
     item = ds[4]
     assert item["volume_index"] == 1 and item["slice_index"] == 1 and item["patient"] == "p2"
@@ -35,7 +36,9 @@ def test_slices_without_annotation_can_be_skipped():
 
 def test_slice_transform_is_seeded():
     def draws(seed):
-        ds = VolumeSliceDataset([_volume(3)], image_keys=["image"], transform=RandFlipd("image", prob=0.5, spatial_axis=0))
+        ds = VolumeSliceDataset(
+            [_volume(3)], image_keys=["image"], transform=RandFlipd("image", prob=0.5, spatial_axis=0)
+        )
         ds.set_random_state(seed)
         return [ds[i % 3]["image"].flatten().tolist() for i in range(12)]
 
@@ -82,7 +85,9 @@ def test_check_labels_names_the_file_and_values():
     with pytest.raises(ValueError, match=r"gt.nii.gz\) holds values \[7.0\] outside the classes 0..3"):
         CheckLabelsd("label", num_classes=4)({"image": image, "label": label})
     small = MetaTensor(torch.zeros(1, 4, 3, 2), affine=affine, meta={"filename_or_obj": "/d/gt.nii.gz"})
-    with pytest.raises(ValueError, match=r"gt.nii.gz\) has spatial shape \(4, 3, 2\) but 'image' \(/d/img.nii.gz\) has \(4, 4, 2\)"):
+    with pytest.raises(
+        ValueError, match=r"gt.nii.gz\) has spatial shape \(4, 3, 2\) but 'image' \(/d/img.nii.gz\) has \(4, 4, 2\)"
+    ):
         CheckLabelsd("label", num_classes=4)({"image": image, "label": small})
     shifted = MetaTensor(torch.zeros(1, 4, 4, 2), affine=torch.diag(torch.tensor([1.0, 1.0, 2.0, 1.0])))
     with pytest.raises(ValueError, match="different affines \\(max difference 1 mm\\)"):

@@ -4,9 +4,8 @@ import pytest
 import torch
 from ignite.engine import Events
 from ignite.handlers import Checkpoint, DiskSaver
-from torch.utils.data import DataLoader
-
 from monai.engines import IterationEvents
+from torch.utils.data import DataLoader
 
 from wss_monai.engines import WeakSupervisionTrainer
 from wss_monai.handlers import LogBarrierScheduler, LossTermsLogger
@@ -43,7 +42,9 @@ def _trainer(loss, epochs=3, handlers=()):
 def test_composite_loss_reports_each_term_and_weights_the_total():
     logits = torch.zeros(1, 2, 4, 4)
     batch = {"scribble": torch.tensor([[[[0, 1, -1, -1]] * 4]]), "bounds": torch.tensor([[[0.0, 16.0], [10.0, 12.0]]])}
-    loss = CompositeLoss({"pce": PartialCrossEntropyLoss(), "size": {"loss": SizeConstraintLoss(mode="penalty"), "weight": 0.5}})
+    loss = CompositeLoss(
+        {"pce": PartialCrossEntropyLoss(), "size": {"loss": SizeConstraintLoss(mode="penalty"), "weight": 0.5}}
+    )
     out = loss(logits, batch)
     assert out["size"].item() == pytest.approx(4.0)
     assert out["loss"].item() == pytest.approx(out["pce"].item() + 2.0)
@@ -54,13 +55,19 @@ def test_composite_loss_reports_each_term_and_weights_the_total():
 
 
 def test_trainer_hands_the_batch_to_the_loss_and_keeps_monai_events(caplog):
-    loss = CompositeLoss({"pce": PartialCrossEntropyLoss(), "size": {"loss": SizeConstraintLoss(mode="penalty"), "weight": 1e-2}})
+    loss = CompositeLoss(
+        {"pce": PartialCrossEntropyLoss(), "size": {"loss": SizeConstraintLoss(mode="penalty"), "weight": 1e-2}}
+    )
     logger = LossTermsLogger()
     trainer = _trainer(loss, epochs=4, handlers=[logger])
     fired = {"forward": 0, "loss": 0, "backward": 0}
-    trainer.add_event_handler(IterationEvents.FORWARD_COMPLETED, lambda e: fired.__setitem__("forward", fired["forward"] + 1))
+    trainer.add_event_handler(
+        IterationEvents.FORWARD_COMPLETED, lambda e: fired.__setitem__("forward", fired["forward"] + 1)
+    )
     trainer.add_event_handler(IterationEvents.LOSS_COMPLETED, lambda e: fired.__setitem__("loss", fired["loss"] + 1))
-    trainer.add_event_handler(IterationEvents.BACKWARD_COMPLETED, lambda e: fired.__setitem__("backward", fired["backward"] + 1))
+    trainer.add_event_handler(
+        IterationEvents.BACKWARD_COMPLETED, lambda e: fired.__setitem__("backward", fired["backward"] + 1)
+    )
     with caplog.at_level(logging.INFO, logger="wss_monai.loss_terms"):
         trainer.run()
     assert fired == {"forward": 8, "loss": 8, "backward": 8}
@@ -92,7 +99,9 @@ def test_log_barrier_schedule_and_checkpoint_resume(tmp_path):
     scheduler = LogBarrierScheduler(loss, t0=5.0, mu=1.1)
     assert size.t == 5.0
     trainer = _trainer(loss, epochs=3, handlers=[scheduler])
-    saver = Checkpoint({"log_barrier": scheduler, "trainer": trainer}, DiskSaver(str(tmp_path), require_empty=False), n_saved=1)
+    saver = Checkpoint(
+        {"log_barrier": scheduler, "trainer": trainer}, DiskSaver(str(tmp_path), require_empty=False), n_saved=1
+    )
     trainer.add_event_handler(Events.EPOCH_COMPLETED, saver)
     trainer.run()
     assert size.t == pytest.approx(5.0 * 1.1**3)

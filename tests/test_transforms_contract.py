@@ -201,16 +201,16 @@ def test_bad_input_shape_and_values(name):
         transform(torch.zeros((2, 4, 4)))
     bad = label_3d()
     bad[0, 0, 0, 0] = 7
-    message = r"scribble values must be 4 \(unlabelled\) or lie in \[0, 3\], got \[7\]" if name == "remap" else (
-        r"label values must lie in \[0, 3\], got \[7\]"
+    message = (
+        r"scribble values must be 4 \(unlabelled\) or lie in \[0, 3\], got \[7\]"
+        if name == "remap"
+        else (r"label values must lie in \[0, 3\], got \[7\]")
     )
     with pytest.raises(ValueError, match=message):
         transform(bad)
 
 
-@pytest.mark.parametrize(
-    "module", ["_slices", "scribbles", "points", "tags", "bounds", "scribble_files"]
-)
+@pytest.mark.parametrize("module", ["_slices", "scribbles", "points", "tags", "bounds", "scribble_files"])
 def test_docstring_examples_run(module):
     mod = importlib.import_module(f"wss_monai.transforms.{module}")
     result = doctest.testmod(mod, optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE)

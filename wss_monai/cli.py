@@ -1,9 +1,9 @@
 """The ``wss-monai`` command: synthetic data, datalists, overlays and the end-to-end demo.
 
-    wss-monai phantoms --output_dir data/phantoms --num_patients 16
-    wss-monai datalist --dataset_dir data/phantoms --output datalist.json
-    wss-monai overlay --image img.nii.gz --weak scribble.nii.gz --pred seg.nii.gz --label gt.nii.gz --out o.png
-    wss-monai demo --work_dir runs/demo
+wss-monai phantoms --output_dir data/phantoms --num_patients 16
+wss-monai datalist --dataset_dir data/phantoms --output datalist.json
+wss-monai overlay --image img.nii.gz --weak scribble.nii.gz --pred seg.nii.gz --label gt.nii.gz --out o.png
+wss-monai demo --work_dir runs/demo
 """
 
 from __future__ import annotations
@@ -26,7 +26,9 @@ def _count_or_fraction(text: str) -> int | float:
 def _phantoms(args: argparse.Namespace) -> None:
     from wss_monai.data.phantoms import make_cardiac_phantoms
 
-    path = make_cardiac_phantoms(args.output_dir, num_patients=args.num_patients, seed=args.seed, shape=(args.size, args.size))
+    path = make_cardiac_phantoms(
+        args.output_dir, num_patients=args.num_patients, seed=args.seed, shape=(args.size, args.size)
+    )
     logger.info("wrote %d phantom patients to %s", args.num_patients, path)
 
 
@@ -34,7 +36,11 @@ def _datalist(args: argparse.Namespace) -> None:
     from wss_monai.data.acdc import make_acdc_datalist
 
     datalist = make_acdc_datalist(
-        args.dataset_dir, args.output, num_validation=args.num_validation, seed=args.seed, with_scribbles=args.with_scribbles
+        args.dataset_dir,
+        args.output,
+        num_validation=args.num_validation,
+        seed=args.seed,
+        with_scribbles=args.with_scribbles,
     )
     logger.info("%d training and %d validation frames", len(datalist["training"]), len(datalist["validation"]))
 
@@ -53,7 +59,9 @@ def _overlay(args: argparse.Namespace) -> None:
         panels["prediction"] = nib.load(args.pred).get_fdata()
     if args.label:
         panels["ground truth"] = nib.load(args.label).get_fdata()
-    path = save_overlay(nib.load(args.image).get_fdata(), panels, args.out, class_names=args.class_names, weak_panels=["weak label"])
+    path = save_overlay(
+        nib.load(args.image).get_fdata(), panels, args.out, class_names=args.class_names, weak_panels=["weak label"]
+    )
     logger.info("wrote %s", path)
 
 
@@ -64,7 +72,9 @@ def _demo(args: argparse.Namespace) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="wss-monai", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="wss-monai", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("phantoms", help="write synthetic cardiac volumes in the raw ACDC layout")
@@ -92,7 +102,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--class_names", nargs="+", default=["background", "rv", "myo", "lv"])
     p.set_defaults(func=_overlay)
 
-    p = sub.add_parser("demo", help="phantoms → training from scribbles and full labels → prediction → evaluation → PNG")
+    p = sub.add_parser(
+        "demo", help="phantoms → training from scribbles and full labels → prediction → evaluation → PNG"
+    )
     p.add_argument("--work_dir", default="runs/demo")
     p.add_argument("--num_patients", type=int, default=16)
     p.add_argument("--max_epochs", type=int, default=40)

@@ -42,7 +42,9 @@ def format_dice_table(results: dict[str, dict]) -> str:
     for name, summary in results.items():
         dice = [summary["metrics"][f"dice_{c}"]["mean"] for c in CLASSES]
         lines.append(
-            f"{name:<24}" + "".join(f"{d:>8.3f}" for d in dice) + f"{summary['mean_dice']:>8.3f}{summary['mean_hd95']:>10.1f}"
+            f"{name:<24}"
+            + "".join(f"{d:>8.3f}" for d in dice)
+            + f"{summary['mean_dice']:>8.3f}{summary['mean_hd95']:>10.1f}"
         )
     return "\n".join(lines)
 
@@ -63,7 +65,7 @@ def run_demo(work_dir: str | Path = "runs/demo", num_patients: int = 16, max_epo
 
     base = [bundle / "train.yaml", root / "configs/profiles/cpu_quick.yaml"]
     common = {"dataset_dir": data_dir, "seed": seed}
-    for i, recipe in enumerate(RECIPES, 1):
+    for recipe in RECIPES:
         t0 = time.perf_counter()
         overrides = {**common, "output_dir": work / recipe, "max_epochs": max_epochs, "val_interval": max_epochs}
         _bundle("training", base + [root / f"configs/supervision/{recipe}.yaml"], overrides, work / recipe / "log.txt")
@@ -77,8 +79,18 @@ def run_demo(work_dir: str | Path = "runs/demo", num_patients: int = 16, max_epo
     results = {}
     for recipe, name in RECIPES.items():
         configs = base + [root / f"configs/supervision/{recipe}.yaml"]
-        _bundle("inferring", configs + [bundle / "inference.yaml"], {**common, "output_dir": work / recipe, "input_dir": nifti_in}, work / recipe / "log.txt")
-        _bundle("evaluating", configs + [bundle / "evaluate.yaml"], {**common, "output_dir": work / recipe}, work / recipe / "log.txt")
+        _bundle(
+            "inferring",
+            configs + [bundle / "inference.yaml"],
+            {**common, "output_dir": work / recipe, "input_dir": nifti_in},
+            work / recipe / "log.txt",
+        )
+        _bundle(
+            "evaluating",
+            configs + [bundle / "evaluate.yaml"],
+            {**common, "output_dir": work / recipe},
+            work / recipe / "log.txt",
+        )
         results[name] = json.loads((work / recipe / "eval/summary.json").read_text())
     logger.info("3/5 predicted %d NIfTI volumes per model into <recipe>/predictions", len(validation))
     logger.info("4/5 evaluated on %d validation volumes (3D Dice, HD95 in mm)", len(validation))
@@ -92,11 +104,19 @@ def run_demo(work_dir: str | Path = "runs/demo", num_patients: int = 16, max_epo
         panels[f"trained on {name}"] = nib.load(work / recipe / "predictions" / f"{stem}_seg.nii.gz").get_fdata()
     panels["ground truth"] = nib.load(case["label"]).get_fdata()
     overlay = save_overlay(
-        nib.load(case["image"]).get_fdata(), panels, work / "overlay.png", class_names=["background", "RV", "MYO", "LV"], weak_panels=["scribbles"]
+        nib.load(case["image"]).get_fdata(),
+        panels,
+        work / "overlay.png",
+        class_names=["background", "RV", "MYO", "LV"],
+        weak_panels=["scribbles"],
     )
     table = format_dice_table(results)
     (work / "results.md").write_text("```\n" + table + "\n```\n")
     logger.info("5/5 overlay of %s written to %s", stem, overlay)
-    sys.stdout.write(f"\n3D Dice on {len(validation)} validation volumes ({max_epochs} epochs, CPU profile)\n{table}\n\n")
-    sys.stdout.write(f"picture: {overlay}\nlogs and models: {work}/<recipe>/  total {time.perf_counter() - start:.0f} s\n")
+    sys.stdout.write(
+        f"\n3D Dice on {len(validation)} validation volumes ({max_epochs} epochs, CPU profile)\n{table}\n\n"
+    )
+    sys.stdout.write(
+        f"picture: {overlay}\nlogs and models: {work}/<recipe>/  total {time.perf_counter() - start:.0f} s\n"
+    )
     return results

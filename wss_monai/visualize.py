@@ -9,7 +9,14 @@ import numpy as np
 
 __all__ = ["best_slice", "save_overlay"]
 
-DEFAULT_COLORS = ((0.0, 0.0, 0.0), (0.95, 0.25, 0.2), (0.2, 0.8, 0.3), (0.25, 0.5, 1.0), (1.0, 0.85, 0.1), (0.8, 0.3, 0.9))
+DEFAULT_COLORS = (
+    (0.0, 0.0, 0.0),
+    (0.95, 0.25, 0.2),
+    (0.2, 0.8, 0.3),
+    (0.25, 0.5, 1.0),
+    (1.0, 0.85, 0.1),
+    (0.8, 0.3, 0.9),
+)
 
 
 def best_slice(label: np.ndarray) -> int:
@@ -79,7 +86,10 @@ def save_overlay(
     for ax in axes:
         ax.axis("off")
     if class_names:
-        handles = [Patch(color=DEFAULT_COLORS[k], label=class_names[k]) for k in range(1, min(len(class_names), len(DEFAULT_COLORS)))]
+        handles = [
+            Patch(color=DEFAULT_COLORS[k], label=class_names[k])
+            for k in range(1, min(len(class_names), len(DEFAULT_COLORS)))
+        ]
         if weak_panels:
             handles.append(Patch(color=(1.0, 1.0, 0.0), label=f"{class_names[0]} (weak label)"))
         fig.legend(handles=handles, loc="lower center", ncol=len(handles), frameon=False)

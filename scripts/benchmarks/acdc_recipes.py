@@ -75,7 +75,9 @@ def run_recipe(recipe: str, args: argparse.Namespace) -> dict:
         run_logged(bundle_command("training", configs, train), out / "log.txt")
     train_seconds = time.perf_counter() - start
     evaluate = {**common, "ckpt_path": out / "models/model_final.pt"}
-    run_logged(bundle_command("evaluating", configs + [ROOT / "bundles/acdc/configs/evaluate.yaml"], evaluate), out / "log.txt")
+    run_logged(
+        bundle_command("evaluating", configs + [ROOT / "bundles/acdc/configs/evaluate.yaml"], evaluate), out / "log.txt"
+    )
     summary = json.loads((out / "eval/summary.json").read_text())
     timing = json.loads((out / "timing.json").read_text())
     metrics = summary["metrics"]
@@ -117,7 +119,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--num_validation", type=int, default=20)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S"
+    )
     rows = []
     for recipe in args.recipes:
         rows.append(run_recipe(recipe, args))

@@ -17,7 +17,6 @@ import time
 from pathlib import Path
 
 import torch
-
 from monai.bundle import ConfigParser
 
 from wss_monai.losses import CompositeLoss, PartialCrossEntropyLoss, SizeConstraintLoss
@@ -45,7 +44,12 @@ def variants(num_classes: int) -> dict[str, torch.nn.Module]:
     every = list(range(num_classes))
 
     def with_size(**kw):
-        return CompositeLoss({"pce": PartialCrossEntropyLoss(), "size": {"loss": SizeConstraintLoss(classes=every, **kw), "weight": 1e-2}})
+        return CompositeLoss(
+            {
+                "pce": PartialCrossEntropyLoss(),
+                "size": {"loss": SizeConstraintLoss(classes=every, **kw), "weight": 1e-2},
+            }
+        )
 
     return {
         "pCE": CompositeLoss({"pce": PartialCrossEntropyLoss()}),
@@ -88,15 +92,18 @@ def run_setting(batch_size: int, size: int, rounds: int, steps: int, num_classes
             times[name].append(time_steps(network, optimizer, loss, batch, steps))
     with torch.no_grad():
         logits = network(batch["image"])
-    loss_only = {name: statistics.median(time_loss_only(loss, logits, batch, steps) for _ in range(rounds)) for name, loss in losses.items()}
+    loss_only = {
+        name: statistics.median(time_loss_only(loss, logits, batch, steps) for _ in range(rounds))
+        for name, loss in losses.items()
+    }
     base = statistics.median(times["pCE"])
     rows = []
     for name in losses:
         step = statistics.median(times[name])
         extra = loss_only[name] - loss_only["pCE"]
         rows.append(
-            f"| {batch_size} × {size}² | {constraints if name != 'pCE' else 0} | {name} | {1000 * step:.1f} | {step / base:.3f} | "
-            f"{1000 * loss_only[name]:.2f} | {extra / base:+.2%} |"
+            f"| {batch_size} × {size}² | {constraints if name != 'pCE' else 0} | {name} | {1000 * step:.1f} "
+            f"| {step / base:.3f} | {1000 * loss_only[name]:.2f} | {extra / base:+.2%} |"
         )
     return rows
 
@@ -108,8 +115,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {args.rounds} rounds x {args.steps} steps per variant")
-    print("| batch | constraints | loss | ms / step | step vs pCE | loss fwd+bwd (ms) | constraint loss / pCE step |")
+    threads = torch.get_num_threads()
+    print(f"torch {torch.__version__}, {threads} threads, {args.rounds} rounds x {args.steps} steps per variant")
+    print("| batch | constraints | loss | ms / step | step vs pCE | loss fwd+bwd (ms) | constraint cost / pCE step |")
     print("|---|---|---|---|---|---|---|")
     for batch_size, size in ((16, 128), (128, 64)):
         for row in run_setting(batch_size, size, args.rounds, args.steps):

@@ -44,9 +44,7 @@ _FRAME_IMAGE = re.compile(r"^(?P<patient>patient\d+)_(?P<frame>frame\d+)(?P<ext>
 SUBSETS = ("training", "testing")
 
 
-def find_acdc_cases(
-    dataset_dir: str | Path, subset: str = "training", with_scribbles: bool = False
-) -> list[dict]:
+def find_acdc_cases(dataset_dir: str | Path, subset: str = "training", with_scribbles: bool = False) -> list[dict]:
     """List the frames of an ACDC subset, one dictionary per (patient, frame).
 
     The 4D cine volume (``patientXXX_4d.nii.gz``), ``Info.cfg`` and any other file that is not a
@@ -156,7 +154,10 @@ def split_by_patient(cases: Sequence[dict], num_validation: int | float, seed: i
     }
     logger.info(
         "split %d patients (seed %s): %d training, %d validation",
-        len(patients), seed, len(patients) - count, count,
+        len(patients),
+        seed,
+        len(patients) - count,
+        count,
     )
     return split
 

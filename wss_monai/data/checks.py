@@ -53,8 +53,12 @@ def _load(path: str) -> nib.spatialimages.SpatialImage:
 
 
 def _compare_geometry(
-    reference: nib.spatialimages.SpatialImage, ref_path: str, other: nib.spatialimages.SpatialImage,
-    other_path: str, what: str, atol: float,
+    reference: nib.spatialimages.SpatialImage,
+    ref_path: str,
+    other: nib.spatialimages.SpatialImage,
+    other_path: str,
+    what: str,
+    atol: float,
 ) -> None:
     if tuple(reference.shape) != tuple(other.shape):
         raise ValueError(
@@ -64,8 +68,7 @@ def _compare_geometry(
     difference = float(np.max(np.abs(np.asarray(reference.affine) - np.asarray(other.affine))))
     if not difference <= atol:  # also catches NaN affines
         raise ValueError(
-            f"{what} affine mismatch: {ref_path} and {other_path} differ by up to {difference:.6g} "
-            f"(atol={atol})"
+            f"{what} affine mismatch: {ref_path} and {other_path} differ by up to {difference:.6g} (atol={atol})"
         )
 
 
@@ -115,9 +118,7 @@ def check_case(case: dict, num_classes: int, scribble_unlabelled: int | None = 4
     allowed = np.arange(num_classes)
     bad = label_values[~np.isin(label_values, allowed)]
     if bad.size:
-        raise ValueError(
-            f"label {label_path} has values {_format_values(bad)} outside range({num_classes})"
-        )
+        raise ValueError(f"label {label_path} has values {_format_values(bad)} outside range({num_classes})")
     absent = sorted(set(range(num_classes)) - {int(v) for v in label_values})
     if absent:
         warnings.append(f"label {label_path} lacks the classes {absent}")

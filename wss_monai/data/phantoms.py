@@ -252,8 +252,14 @@ def _bias_field(rng: np.random.Generator, shape: Sequence[int], nz: int) -> np.n
 
 
 def _image(
-    rng: np.random.Generator, labels: np.ndarray, heart: _Heart, background: np.ndarray, bias: np.ndarray,
-    intensities: dict, spacing: Sequence[float], noise: float,
+    rng: np.random.Generator,
+    labels: np.ndarray,
+    heart: _Heart,
+    background: np.ndarray,
+    bias: np.ndarray,
+    intensities: dict,
+    spacing: Sequence[float],
+    noise: float,
 ) -> np.ndarray:
     """Image ``(X, Y, Z)`` float32 in ``[0, 1]`` of one frame."""
     image = background.copy()
@@ -432,9 +438,7 @@ def make_cardiac_phantoms(
         }
         background = _background(rng, shape, nz, anatomy, blood, spacing)
         bias = _bias_field(rng, shape, nz)
-        origin = np.round(
-            -np.array([shape[0], shape[1], nz]) * np.array(spacing) / 2 + rng.uniform(-30.0, 30.0, 3), 3
-        )
+        origin = np.round(-np.array([shape[0], shape[1], nz]) * np.array(spacing) / 2 + rng.uniform(-30.0, 30.0, 3), 3)
         affine = np.diag([*map(float, spacing), 1.0])
         affine[:3, 3] = origin
         es_frame = int(rng.integers(8, 16))

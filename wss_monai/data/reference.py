@@ -6,7 +6,6 @@ import logging
 from collections.abc import Sequence
 
 import numpy as np
-
 from monai.transforms import Compose, EnsureChannelFirst, LoadImage, Resize
 
 logger = logging.getLogger("wss_monai.data")

@@ -7,10 +7,9 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch.utils.data import Dataset
-
 from monai.data import MetaTensor
 from monai.transforms import Randomizable, apply_transform
+from torch.utils.data import Dataset
 
 __all__ = ["VolumeSliceDataset"]
 

@@ -18,10 +18,8 @@ from collections.abc import Mapping
 from typing import Any
 
 import torch
-from torch import nn
-
 from monai.engines import SupervisedTrainer
-from monai.utils import CommonKeys as Keys
+from torch import nn
 
 __all__ = ["BatchDictPrepare", "WeakSupervisionTrainer", "LOSS_TERM_PREFIX"]
 
@@ -41,7 +39,9 @@ class BatchDictPrepare:
         if self.image_key not in batchdata:
             raise KeyError(f"batch has no {self.image_key!r} key; keys present: {sorted(batchdata)}")
         batch = {
-            key: value.to(device=device, non_blocking=non_blocking, **kwargs) if isinstance(value, torch.Tensor) else value
+            key: value.to(device=device, non_blocking=non_blocking, **kwargs)
+            if isinstance(value, torch.Tensor)
+            else value
             for key, value in batchdata.items()
         }
         return batch[self.image_key], batch

@@ -4,5 +4,11 @@ from wss_monai.handlers.loss_terms import LossTermsLogger
 from wss_monai.handlers.progress import TrainingProgressBar
 from wss_monai.handlers.timing import IterationTimer
 
-__all__ = ["CaseMetricsWriter",
-    "IterationTimer", "LogBarrierScheduler", "LossTermsLogger", "TrainingProgressBar", "summarise_rows"]
+__all__ = [
+    "CaseMetricsWriter",
+    "IterationTimer",
+    "LogBarrierScheduler",
+    "LossTermsLogger",
+    "TrainingProgressBar",
+    "summarise_rows",
+]

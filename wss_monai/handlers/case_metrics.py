@@ -5,14 +5,12 @@ from __future__ import annotations
 import csv
 import json
 import logging
-import math
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 import torch
 from ignite.engine import Engine, Events
-
 from monai.data import MetaTensor
 
 from wss_monai.metrics.volume import spacing_from_affine, volume_metrics
@@ -118,7 +116,9 @@ class CaseMetricsWriter:
         for n in names:
             engine.state.metrics[n] = summary[n]["mean"]
         lines = [f"{'metric':<14}{'mean':>10}{'std':>10}{'n':>5}"]
-        lines += [f"{n:<14}{summary[n]['mean']:>10.4f}{summary[n]['std']:>10.4f}{summary[n]['count']:>5d}" for n in names]
+        lines += [
+            f"{n:<14}{summary[n]['mean']:>10.4f}{summary[n]['std']:>10.4f}{summary[n]['count']:>5d}" for n in names
+        ]
         self.logger.info("%d cases, mean foreground Dice %.4f\n%s", len(self.rows), mean_dice, "\n".join(lines))
         if self.output_dir is None:
             return

@@ -43,7 +43,9 @@ class LossTermsLogger:
         if not isinstance(output, dict):
             return
         terms = {"total": float(output["loss"])} if "loss" in output else {}
-        terms.update({k[len(LOSS_TERM_PREFIX) :]: float(v) for k, v in output.items() if str(k).startswith(LOSS_TERM_PREFIX)})
+        terms.update(
+            {k[len(LOSS_TERM_PREFIX) :]: float(v) for k, v in output.items() if str(k).startswith(LOSS_TERM_PREFIX)}
+        )
         for name, value in terms.items():
             self._sums[name] += value
         self._count += 1

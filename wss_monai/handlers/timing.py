@@ -53,7 +53,9 @@ class IterationTimer:
         if not summary["iterations"]:
             return
         self.logger.info(
-            "%d iterations, %.4f s per iteration (median)", summary["iterations"], summary["seconds_per_iteration_median"]
+            "%d iterations, %.4f s per iteration (median)",
+            summary["iterations"],
+            summary["seconds_per_iteration_median"],
         )
         if self.output_dir is not None:
             self.output_dir.mkdir(parents=True, exist_ok=True)

@@ -10,9 +10,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 import torch
-from torch.nn.modules.loss import _Loss
-
 from monai.utils import LossReduction
+from torch.nn.modules.loss import _Loss
 
 __all__ = ["WeakLoss", "reduce_per_image"]
 

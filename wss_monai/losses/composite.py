@@ -60,7 +60,9 @@ class CompositeLoss(nn.Module):
             if isinstance(spec, Mapping):
                 unknown = set(spec) - {"loss", "weight"}
                 if "loss" not in spec or unknown:
-                    raise ValueError(f"term {name!r} must be a module or {{'loss': ..., 'weight': ...}}, got keys {sorted(spec)}")
+                    raise ValueError(
+                        f"term {name!r} must be a module or {{'loss': ..., 'weight': ...}}, got keys {sorted(spec)}"
+                    )
                 module, weight = spec["loss"], float(spec.get("weight", 1.0))
             else:
                 module, weight = spec, 1.0

@@ -48,9 +48,7 @@ class PartialCrossEntropyLoss(WeakLoss):
                 raise ValueError(f"{self.key!r} must have one channel, got shape {tuple(target.shape)}")
             target = target[:, 0]
         if target.shape != logits.shape[:1] + logits.shape[2:]:
-            raise ValueError(
-                f"{self.key!r} of shape {tuple(target.shape)} does not match logits {tuple(logits.shape)}"
-            )
+            raise ValueError(f"{self.key!r} of shape {tuple(target.shape)} does not match logits {tuple(logits.shape)}")
         target = target.long()
         labelled = target != self.ignore_index
         bad = target[labelled]
@@ -59,7 +57,12 @@ class PartialCrossEntropyLoss(WeakLoss):
                 f"{self.key!r} holds values {torch.unique(bad[(bad < 0) | (bad >= logits.shape[1])]).tolist()} "
                 f"outside the classes [0, {logits.shape[1] - 1}] and the ignore value {self.ignore_index}"
             )
-        voxel_ce = F.cross_entropy(logits if logits.dtype == torch.float64 else logits.float(), target.clamp_min(0), reduction="none") * labelled
+        voxel_ce = (
+            F.cross_entropy(
+                logits if logits.dtype == torch.float64 else logits.float(), target.clamp_min(0), reduction="none"
+            )
+            * labelled
+        )
         if self.reduction == "mean":
             return voxel_ce.sum() / labelled.sum().clamp_min(1)
         per_image = voxel_ce.flatten(1).sum(1) / labelled.flatten(1).sum(1).clamp_min(1)

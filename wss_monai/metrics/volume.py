@@ -7,7 +7,6 @@ from collections.abc import Sequence
 
 import numpy as np
 import torch
-
 from monai.metrics import compute_dice, compute_hausdorff_distance
 from monai.networks.utils import one_hot
 
@@ -68,7 +67,9 @@ def volume_metrics(
         in_pred, in_label = bool(p[0, k].any()), bool(y[0, k].any())
         result[f"dice_{class_names[k]}"] = float(dice[k]) if not math.isnan(float(dice[k])) else 0.0
         if in_pred and in_label:
-            hd = compute_hausdorff_distance(p[:, k : k + 1], y[:, k : k + 1], include_background=True, percentile=95, spacing=list(spacing))
+            hd = compute_hausdorff_distance(
+                p[:, k : k + 1], y[:, k : k + 1], include_background=True, percentile=95, spacing=list(spacing)
+            )
             result[f"hd95_{class_names[k]}"] = float(hd[0, 0])
         elif in_pred or in_label:
             result[f"hd95_{class_names[k]}"] = diagonal

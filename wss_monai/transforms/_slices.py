@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from monai.config import KeysCollection
 from monai.data import MetaTensor
-from monai.transforms import MapTransform
+from monai.transforms import MapTransform, Randomizable
 from monai.utils import convert_data_type, convert_to_dst_type
 
 __all__ = [
@@ -173,3 +173,19 @@ class KeyLoopd(MapTransform):
         for key in self.key_iterator(d):
             d[key if self.output_key is None else self.output_key] = self.transform(d[key])
         return d
+
+
+class RandomKeyLoopd(Randomizable, KeyLoopd):
+    """:class:`KeyLoopd` around a random array transform: ``set_random_state`` seeds that transform.
+
+    The draws depend on the label, so they are made inside the array transform's call; this
+    wrapper's own ``randomize`` does nothing.
+    """
+
+    def set_random_state(self, seed: int | None = None, state: np.random.RandomState | None = None) -> RandomKeyLoopd:
+        super().set_random_state(seed, state)
+        self.transform.set_random_state(seed, state)
+        return self
+
+    def randomize(self, data: Any = None) -> None:
+        """No-op: the draws are made by the array transform."""

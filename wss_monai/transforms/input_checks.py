@@ -7,7 +7,6 @@ from typing import Any
 
 import numpy as np
 import torch
-
 from monai.config import KeysCollection
 from monai.data import MetaTensor
 from monai.transforms import MapTransform

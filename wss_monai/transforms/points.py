@@ -16,7 +16,7 @@ from scipy import ndimage
 
 from wss_monai.constants import UNLABELLED
 from wss_monai.transforms._slices import (
-    KeyLoopd,
+    RandomKeyLoopd,
     apply_per_slice,
     check_int,
     check_number,
@@ -99,7 +99,7 @@ class RandomPointDiscs(Randomizable, Transform):
         return to_input_type(apply_per_slice(self._points, lab, self.spatial_dims)[None], label)
 
 
-class RandomPointDiscsd(Randomizable, KeyLoopd):
+class RandomPointDiscsd(RandomKeyLoopd):
     """Dictionary wrapper of :class:`RandomPointDiscs`; ``set_random_state`` seeds the array transform.
 
     Args:
@@ -131,13 +131,3 @@ class RandomPointDiscsd(Randomizable, KeyLoopd):
     ) -> None:
         transform = RandomPointDiscs(num_classes, radius, spatial_dims, include_background, num_points, unlabelled)
         super().__init__(keys, output_key, transform, allow_missing_keys)
-
-    def set_random_state(
-        self, seed: int | None = None, state: np.random.RandomState | None = None
-    ) -> RandomPointDiscsd:
-        super().set_random_state(seed, state)
-        self.transform.set_random_state(seed, state)
-        return self
-
-    def randomize(self, data: Any = None) -> None:
-        """No-op: the draws are made by the array transform."""

@@ -27,6 +27,7 @@ from skimage.morphology import skeletonize
 from wss_monai.constants import UNLABELLED
 from wss_monai.transforms._slices import (
     KeyLoopd,
+    RandomKeyLoopd,
     apply_per_slice,
     check_int,
     check_number,
@@ -308,7 +309,7 @@ class ErosionScribbled(KeyLoopd):
         super().__init__(keys, output_key, transform, allow_missing_keys)
 
 
-class StrokeScribbled(Randomizable, KeyLoopd):
+class StrokeScribbled(RandomKeyLoopd):
     """Dictionary wrapper of :class:`StrokeScribble`; ``set_random_state`` seeds the array transform.
 
     Args:
@@ -344,11 +345,3 @@ class StrokeScribbled(Randomizable, KeyLoopd):
             num_classes, length_fraction, width, spatial_dims, include_background, background_margin, unlabelled
         )
         super().__init__(keys, output_key, transform, allow_missing_keys)
-
-    def set_random_state(self, seed: int | None = None, state: np.random.RandomState | None = None) -> StrokeScribbled:
-        super().set_random_state(seed, state)
-        self.transform.set_random_state(seed, state)
-        return self
-
-    def randomize(self, data: Any = None) -> None:
-        """No-op: the draws are made by the array transform."""
