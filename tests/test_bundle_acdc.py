@@ -151,19 +151,17 @@ def test_bad_inputs_stop_the_run_with_the_file_named(phantoms, tmp_path):
     text = result.stderr + result.stdout
     assert result.returncode != 0 and "patient002_frame01_gt.nii.gz" in text and "shape" in text
 
+
+def test_a_nan_scan_stops_inference_with_the_file_named(scribble_run, phantoms, tmp_path):
+    run, configs = scribble_run
     nan_dir = tmp_path / "nan_in"
     nan_dir.mkdir()
     source = nib.load(phantoms / "training/patient001/patient001_frame01.nii.gz")
     data = np.asarray(source.dataobj).copy()
     data[0, 0, 0] = np.nan
     nib.save(nib.Nifti1Image(data, source.affine), nan_dir / "scan.nii.gz")
-    result = bundle(
-        "inferring",
-        configs + [ROOT / "bundles/acdc/configs/inference.yaml"],
-        cwd=tmp_path,
-        check=False,
-        input_dir=nan_dir,
-        output_dir=tmp_path / "z",
-    )
+    inference = configs + [ROOT / "bundles/acdc/configs/inference.yaml"]
+    result = bundle("inferring", inference, cwd=tmp_path, check=False, input_dir=nan_dir, output_dir=run)
     text = result.stderr + result.stdout
-    assert result.returncode != 0 and "scan.nii.gz" in text and "1 NaN/inf values" in text
+    assert result.returncode != 0 and "scan.nii.gz) holds 1 NaN/inf values" in text
+    assert not (run / "predictions/scan_seg.nii.gz").exists()

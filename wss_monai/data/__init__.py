@@ -20,6 +20,7 @@ _EXPORTS = {
     "make_cardiac_phantoms": "phantoms",
     "reference_size_bounds": "reference",
     "VolumeSliceDataset": "slices",
+    "VolumeBatchSampler": "samplers",
 }
 
 __all__ = sorted(_EXPORTS)

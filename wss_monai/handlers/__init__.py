@@ -1,14 +1,22 @@
+from wss_monai.handlers.boundary_schedule import BOUNDARY_SCHEDULE_MODES, BoundaryWeightSchedule
 from wss_monai.handlers.case_metrics import CaseMetricsWriter, summarise_rows
+from wss_monai.handlers.constraint_monitor import ConstraintMonitor
+from wss_monai.handlers.lagrangian import DualAscentHandler, hook_constraint_values
 from wss_monai.handlers.log_barrier import LogBarrierScheduler
 from wss_monai.handlers.loss_terms import LossTermsLogger
 from wss_monai.handlers.progress import TrainingProgressBar
 from wss_monai.handlers.timing import IterationTimer
 
 __all__ = [
+    "BOUNDARY_SCHEDULE_MODES",
+    "BoundaryWeightSchedule",
     "CaseMetricsWriter",
+    "ConstraintMonitor",
+    "DualAscentHandler",
     "IterationTimer",
     "LogBarrierScheduler",
     "LossTermsLogger",
     "TrainingProgressBar",
+    "hook_constraint_values",
     "summarise_rows",
 ]

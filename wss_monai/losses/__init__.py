@@ -1,6 +1,7 @@
 """Weak-supervision loss terms, each called as ``term(logits, batch)``."""
 
 from wss_monai.losses.base import WeakLoss, reduce_per_image
+from wss_monai.losses.boundary import BoundaryLoss
 from wss_monai.losses.composite import CompositeLoss, TargetLoss
 from wss_monai.losses.constraints import (
     CONSTRAINT_MODES,
@@ -8,9 +9,26 @@ from wss_monai.losses.constraints import (
     log_barrier_extension,
     quadratic_penalty,
 )
+from wss_monai.losses.inequality import (
+    InequalityConstraintLoss,
+    LagrangianProposalLoss,
+    central_moment,
+    fractional_moment,
+    lagrangian_proposal,
+    soft_centroid,
+    soft_size,
+)
 from wss_monai.losses.partial_ce import PartialCrossEntropyLoss
 
 __all__ = [
+    "BoundaryLoss",
+    "InequalityConstraintLoss",
+    "LagrangianProposalLoss",
+    "central_moment",
+    "fractional_moment",
+    "lagrangian_proposal",
+    "soft_centroid",
+    "soft_size",
     "CONSTRAINT_MODES",
     "CompositeLoss",
     "PartialCrossEntropyLoss",

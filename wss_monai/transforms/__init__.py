@@ -7,6 +7,7 @@ seeded with ``set_random_state``. Weak maps hold a class index where annotated a
 """
 
 from wss_monai.transforms.bounds import SizeBounds, SizeBoundsd, common_size_bounds
+from wss_monai.transforms.distance import SignedDistanceMap, SignedDistanceMapd, signed_distance
 from wss_monai.transforms.input_checks import CheckFinited, CheckLabelsd
 from wss_monai.transforms.points import RandomPointDiscs, RandomPointDiscsd
 from wss_monai.transforms.scribble_files import RemapUnlabelled, RemapUnlabelledd
@@ -23,10 +24,13 @@ __all__ = [
     "RandomPointDiscs",
     "RandomPointDiscsd",
     "RemapUnlabelled",
+    "SignedDistanceMap",
+    "SignedDistanceMapd",
     "RemapUnlabelledd",
     "SizeBounds",
     "SizeBoundsd",
     "StrokeScribble",
     "StrokeScribbled",
     "common_size_bounds",
+    "signed_distance",
 ]
