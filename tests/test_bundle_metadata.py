@@ -2,7 +2,6 @@ import json
 from pathlib import Path
 
 import pytest
-
 from monai.bundle import ConfigParser, verify_metadata
 
 ROOT = Path(__file__).resolve().parents[1]

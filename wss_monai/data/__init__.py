@@ -21,6 +21,22 @@ _EXPORTS = {
     "reference_size_bounds": "reference",
     "VolumeSliceDataset": "slices",
     "VolumeBatchSampler": "samplers",
+    "find_isles_cases": "isles",
+    "make_isles_datalist": "isles",
+    "validate_multichannel_cases": "isles",
+    "find_wmh_cases": "wmh",
+    "make_wmh_datalist": "wmh",
+    "wmh_ignore_mask": "wmh",
+    "SplitIgnoreLabel": "wmh",
+    "SplitIgnoreLabeld": "wmh",
+    "make_isles_phantoms": "lesion_phantoms",
+    "make_wmh_phantoms": "lesion_phantoms",
+    "TwoCircles": "toy_circles",
+    "TwoCirclesDataset": "toy_circles",
+    "make_two_circles": "toy_circles",
+    "write_two_circles": "toy_circles",
+    "load_two_circles": "toy_circles",
+    "make_hybrid_datalist": "hybrid",
 }
 
 __all__ = sorted(_EXPORTS)

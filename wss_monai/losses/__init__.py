@@ -19,6 +19,7 @@ from wss_monai.losses.inequality import (
     soft_size,
 )
 from wss_monai.losses.partial_ce import PartialCrossEntropyLoss
+from wss_monai.losses.supervision_switch import SupervisionSwitchLoss, supervision_mask
 
 __all__ = [
     "BoundaryLoss",
@@ -29,10 +30,12 @@ __all__ = [
     "lagrangian_proposal",
     "soft_centroid",
     "soft_size",
+    "supervision_mask",
     "CONSTRAINT_MODES",
     "CompositeLoss",
     "PartialCrossEntropyLoss",
     "SizeConstraintLoss",
+    "SupervisionSwitchLoss",
     "TargetLoss",
     "WeakLoss",
     "log_barrier_extension",

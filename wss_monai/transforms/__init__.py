@@ -10,6 +10,7 @@ from wss_monai.transforms.bounds import SizeBounds, SizeBoundsd, common_size_bou
 from wss_monai.transforms.distance import SignedDistanceMap, SignedDistanceMapd, signed_distance
 from wss_monai.transforms.input_checks import CheckFinited, CheckLabelsd
 from wss_monai.transforms.points import RandomPointDiscs, RandomPointDiscsd
+from wss_monai.transforms.predicted_bounds import PredictedSizeBounds, PredictedSizeBoundsd
 from wss_monai.transforms.scribble_files import RemapUnlabelled, RemapUnlabelledd
 from wss_monai.transforms.scribbles import ErosionScribble, ErosionScribbled, StrokeScribble, StrokeScribbled
 from wss_monai.transforms.tags import ImageTags, ImageTagsd
@@ -21,6 +22,8 @@ __all__ = [
     "ErosionScribbled",
     "ImageTags",
     "ImageTagsd",
+    "PredictedSizeBounds",
+    "PredictedSizeBoundsd",
     "RandomPointDiscs",
     "RandomPointDiscsd",
     "RemapUnlabelled",
