@@ -101,3 +101,26 @@ def test_check_finite():
     with pytest.raises(ValueError, match="'image' holds 2 NaN/inf values out of 3"):
         CheckFinited("image")(data)
     assert CheckFinited("image")({"image": torch.ones(2)})["image"].sum() == 2
+
+
+def test_random_volume_transforms_run_once_per_volume():
+    from monai.data import CacheDataset
+
+    from wss_monai.transforms import StrokeScribbled
+
+    label = torch.zeros(1, 16, 16, 2)
+    label[0, 4:12, 4:12] = 1
+    calls = []
+
+    class CountingStrokes(StrokeScribbled):  # random: CacheDataset re-runs it on every access
+        def __call__(self, data):
+            calls.append(1)
+            return super().__call__(data)
+
+    counting = CountingStrokes(keys="label", num_classes=2, length_fraction=0.3).set_random_state(0)
+    volumes = CacheDataset([{"image": label.clone(), "label": label}], transform=counting, cache_rate=1.0)
+    ds = VolumeSliceDataset(volumes, image_keys=["image", "scribble"])
+    first = [ds[i]["scribble"].clone() for i in range(len(ds))]
+    again = [ds[i]["scribble"] for i in range(len(ds))]
+    assert len(calls) == 1  # drawn once, when the dataset was built
+    assert all(torch.equal(a, b) for a, b in zip(first, again))  # the weak labels do not change

@@ -22,7 +22,11 @@ class VolumeSliceDataset(Dataset, Randomizable):
     """Every slice along the last spatial axis of every volume of ``volumes``, as one item.
 
     ``volumes`` is usually a ``CacheDataset`` of volumes already loaded, normalised, resized and
-    given their weak labels (generated per slice, once, so they do not change between epochs).
+    given their weak labels. Each volume is read **once**, when this dataset is built, and kept:
+    a ``CacheDataset`` re-runs everything from its first random transform on every access, so
+    without this a seeded scribble or point generator would draw new weak labels at each fetch.
+    Here they are drawn once per volume (in volume order, from the seeded generators) and stay
+    fixed for the whole training, as in the papers.
 
     Each item is a dict with, for each key of ``image_keys`` (channel-first ``(C, H, W, D)``), the
     slice ``(C, H, W)``; for each key of ``slice_keys`` (a trailing slice axis, e.g. tags ``(K, D)``
@@ -48,11 +52,11 @@ class VolumeSliceDataset(Dataset, Randomizable):
         transform: Callable | None = None,
         skip_empty_key: str | None = None,
     ) -> None:
-        self.volumes = volumes
+        self.volumes = [volumes[v] for v in range(len(volumes))]
         self.image_keys, self.slice_keys, self.volume_keys = list(image_keys), list(slice_keys), list(volume_keys)
         self.transform = transform
         index: list[tuple[int, int]] = []
-        for v, volume in enumerate(volumes):
+        for v, volume in enumerate(self.volumes):
             missing = [k for k in self.image_keys + self.slice_keys + self.volume_keys if k not in volume]
             if missing:
                 raise KeyError(f"volume {v} ({volume.get('patient', '?')}) lacks keys {missing}; has {sorted(volume)}")
