@@ -70,14 +70,14 @@ def run_recipe(recipe: str, args: argparse.Namespace) -> dict:
         "learning_rate": args.learning_rate,
     }
     start = time.perf_counter()
-    if not (out / "models/model_final.pt").is_file():
+    if not (out / "models/model_final.pt").is_file():  # finished runs are reused: delete a folder to redo it
         train = {**common, "max_epochs": args.max_epochs, "val_interval": args.max_epochs}
         run_logged(bundle_command("training", configs, train), out / "log.txt")
     train_seconds = time.perf_counter() - start
-    evaluate = {**common, "ckpt_path": out / "models/model_final.pt"}
-    run_logged(
-        bundle_command("evaluating", configs + [ROOT / "bundles/acdc/configs/evaluate.yaml"], evaluate), out / "log.txt"
-    )
+    if not (out / "eval/summary.json").is_file():
+        evaluate = {**common, "ckpt_path": out / "models/model_final.pt"}
+        evaluation = configs + [ROOT / "bundles/acdc/configs/evaluate.yaml"]
+        run_logged(bundle_command("evaluating", evaluation, evaluate), out / "log.txt")
     summary = json.loads((out / "eval/summary.json").read_text())
     timing = json.loads((out / "timing.json").read_text())
     metrics = summary["metrics"]
