@@ -103,10 +103,12 @@ def run_demo(work_dir: str | Path = "runs/demo", num_patients: int = 16, max_epo
     for recipe, name in RECIPES.items():
         panels[f"trained on {name}"] = nib.load(work / recipe / "predictions" / f"{stem}_seg.nii.gz").get_fdata()
     panels["ground truth"] = nib.load(case["label"]).get_fdata()
+    slice_index = int((scribble > 0).reshape(-1, scribble.shape[-1]).sum(0).argmax())  # the most scribbled slice
     overlay = save_overlay(
         nib.load(case["image"]).get_fdata(),
         panels,
         work / "overlay.png",
+        slice_index=slice_index,
         class_names=["background", "RV", "MYO", "LV"],
         weak_panels=["scribbles"],
     )
