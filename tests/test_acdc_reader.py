@@ -75,7 +75,7 @@ def test_missing_dataset_dir_and_empty_subset(tmp_path):
     with pytest.raises(FileNotFoundError, match=re.escape(str(missing))):
         find_acdc_cases(missing)
     (tmp_path / "training" / "notes").mkdir(parents=True)
-    with pytest.raises(FileNotFoundError, match="no patientXXX folder"):
+    with pytest.raises(FileNotFoundError, match="no patientNNN folder"):
         find_acdc_cases(tmp_path)
 
 

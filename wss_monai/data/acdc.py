@@ -47,13 +47,13 @@ SUBSETS = ("training", "testing")
 def find_acdc_cases(dataset_dir: str | Path, subset: str = "training", with_scribbles: bool = False) -> list[dict]:
     """List the frames of an ACDC subset, one dictionary per (patient, frame).
 
-    The 4D cine volume (``patientXXX_4d.nii.gz``), ``Info.cfg`` and any other file that is not a
+    The 4D cine volume (``patientNNN_4d.nii.gz``), ``Info.cfg`` and any other file that is not a
     frame image are skipped.
 
     Args:
         dataset_dir: folder holding ``training/`` (and optionally ``testing/``).
         subset: ``"training"`` or ``"testing"``.
-        with_scribbles: also return the ``patientXXX_frameYY_scribble.nii.gz`` path of every frame.
+        with_scribbles: also return the ``patientNNN_frameYY_scribble.nii.gz`` path of every frame.
 
     Returns:
         ``[{"image": str, "label": str, "patient": "patient001", "frame": "frame01"
@@ -62,7 +62,7 @@ def find_acdc_cases(dataset_dir: str | Path, subset: str = "training", with_scri
     Raises:
         ValueError: ``subset`` is not one of ``"training"``, ``"testing"``.
         FileNotFoundError: ``dataset_dir`` or ``dataset_dir/subset`` does not exist or holds no
-            ``patientXXX`` folder, or a frame lacks its ``_gt`` (or, with ``with_scribbles``,
+            ``patientNNN`` folder, or a frame lacks its ``_gt`` (or, with ``with_scribbles``,
             its ``_scribble``) file.
     """
     if subset not in SUBSETS:
@@ -75,7 +75,7 @@ def find_acdc_cases(dataset_dir: str | Path, subset: str = "training", with_scri
         raise FileNotFoundError(f"no {subset!r} folder in the ACDC dataset_dir: {subset_dir}")
     patient_dirs = sorted(p for p in subset_dir.iterdir() if p.is_dir() and _PATIENT_DIR.match(p.name))
     if not patient_dirs:
-        raise FileNotFoundError(f"no patientXXX folder under {subset_dir}")
+        raise FileNotFoundError(f"no patientNNN folder under {subset_dir}")
 
     cases = []
     for patient_dir in patient_dirs:
@@ -96,7 +96,7 @@ def find_acdc_cases(dataset_dir: str | Path, subset: str = "training", with_scri
                 case["scribble"] = str(scribble)
             frames.append(case)
         if not frames:
-            logger.warning("no patientXXX_frameYY image in %s; patient skipped", patient_dir)
+            logger.warning("no patientNNN_frameYY image in %s; patient skipped", patient_dir)
         cases.extend(sorted(frames, key=lambda c: c["frame"]))
     logger.info("found %d frames of %d patients in %s", len(cases), len({c["patient"] for c in cases}), subset_dir)
     return cases

@@ -396,10 +396,10 @@ def make_cardiac_phantoms(
 ) -> Path:
     """Write synthetic cardiac cine phantoms in the raw ACDC layout.
 
-    Files per patient (``XXX`` from 001): ``patientXXX_frame01.nii.gz`` (ED image),
+    Files per patient (``NNN`` from 001): ``patientNNN_frame01.nii.gz`` (ED image),
     ``_frame01_gt.nii.gz`` (uint8 labels), ``_frame01_scribble.nii.gz`` (uint8, with
     ``with_scribbles``), the same for the ES frame (``frameYY``, YY in 8-15), a
-    ``patientXXX_4d.nii.gz`` stack of the two images and an ``Info.cfg``. All volumes of a patient
+    ``patientNNN_4d.nii.gz`` stack of the two images and an ``Info.cfg``. All volumes of a patient
     share the affine ``diag(spacing)`` with a random, non-zero origin.
 
     Args:

@@ -2,7 +2,7 @@
 
 The ACDC scribbles of Valvano et al. ("Learning to segment from scribbles using multi-scale
 adversarial attention gates", IEEE TMI 2021) store 0 background, 1 RV, 2 MYO, 3 LV and
-4 unlabelled, as ``patientXXX_frameYY_scribble.nii.gz``.
+4 unlabelled, as ``patientNNN_frameYY_scribble.nii.gz``.
 """
 
 from __future__ import annotations
