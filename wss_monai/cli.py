@@ -17,12 +17,6 @@ from wss_monai.utils.logging import setup_logging
 logger = logging.getLogger("wss_monai.cli")
 
 
-def _count_or_fraction(text: str) -> int | float:
-    """``"20"`` → 20 patients, ``"0.25"`` → a quarter of them."""
-    value = float(text)
-    return int(value) if value >= 1 and value.is_integer() else value
-
-
 def _phantoms(args: argparse.Namespace) -> None:
     from wss_monai.data.phantoms import make_cardiac_phantoms
 
@@ -72,6 +66,8 @@ def _demo(args: argparse.Namespace) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from wss_monai.data.acdc import count_or_fraction
+
     parser = argparse.ArgumentParser(
         prog="wss-monai", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
@@ -87,7 +83,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("datalist", help="read a raw ACDC folder and write a seeded patient-level split")
     p.add_argument("--dataset_dir", required=True)
     p.add_argument("--output", required=True)
-    p.add_argument("--num_validation", type=_count_or_fraction, default=0.25, help="patients (>= 1) or a fraction")
+    p.add_argument("--num_validation", type=count_or_fraction, default=0.25, help="patients (>= 1) or a fraction")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--with_scribbles", action="store_true")
     p.set_defaults(func=_datalist)

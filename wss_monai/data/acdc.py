@@ -35,7 +35,15 @@ import numpy as np
 
 from wss_monai.data.checks import validate_cases
 
-__all__ = ["find_acdc_cases", "split_by_patient", "make_acdc_datalist", "main"]
+__all__ = [
+    "add_datalist_arguments",
+    "count_or_fraction",
+    "find_acdc_cases",
+    "make_acdc_datalist",
+    "split_by_patient",
+    "write_datalist",
+    "main",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -201,14 +209,31 @@ def make_acdc_datalist(
     if with_scribbles:
         datalist["scribble_unlabelled"] = scribble_unlabelled
     if output_json is not None:
-        output_json = Path(output_json)
-        output_json.parent.mkdir(parents=True, exist_ok=True)
-        output_json.write_text(json.dumps(datalist, indent=2) + "\n")
-        logger.info("wrote %s", output_json)
+        write_datalist(datalist, output_json)
     return datalist
 
 
-def _count_or_fraction(text: str) -> int | float:
+def write_datalist(datalist: dict, output_json: str | Path) -> Path:
+    """Writes a datalist as indented JSON, creating the folder; returns the path."""
+    output_json = Path(output_json)
+    output_json.parent.mkdir(parents=True, exist_ok=True)
+    output_json.write_text(json.dumps(datalist, indent=2) + "\n")
+    logger.info("wrote %s", output_json)
+    return output_json
+
+
+def add_datalist_arguments(parser: argparse.ArgumentParser, dataset_help: str, unit: str = "patients") -> None:
+    """The options every datalist command shares: dataset folder, output, split size, seed, checks."""
+    parser.add_argument("--dataset_dir", required=True, help=dataset_help)
+    parser.add_argument("--output", default=None, help="datalist JSON to write")
+    parser.add_argument(
+        "--num_validation", type=count_or_fraction, default=0.25, help=f"{unit} (int) or fraction (float)"
+    )
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--no_check", action="store_true", help="skip loading and checking every case")
+
+
+def count_or_fraction(text: str) -> int | float:
     """``"20"`` -> 20 patients, ``"0.2"`` -> a fraction."""
     try:
         return int(text)
@@ -224,14 +249,8 @@ def main(argv: Sequence[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(
         prog="python -m wss_monai.data.acdc", description="Write a patient-level ACDC datalist JSON."
     )
-    parser.add_argument("--dataset_dir", required=True, help="folder holding training/")
-    parser.add_argument("--output", default=None, help="datalist JSON to write")
-    parser.add_argument(
-        "--num_validation", type=_count_or_fraction, default=0.25, help="patients (int) or fraction (float)"
-    )
-    parser.add_argument("--seed", type=int, default=0)
+    add_datalist_arguments(parser, "folder holding training/")
     parser.add_argument("--with_scribbles", action="store_true", help="add the _scribble.nii.gz files")
-    parser.add_argument("--no_check", action="store_true", help="skip loading and checking every case")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     return make_acdc_datalist(

@@ -50,7 +50,7 @@ import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from wss_monai.data.acdc import _count_or_fraction, split_by_patient
+from wss_monai.data.acdc import add_datalist_arguments, split_by_patient, write_datalist
 from wss_monai.data.checks import check_case
 
 __all__ = [
@@ -273,10 +273,7 @@ def make_isles_datalist(
     datalist["dataset_dir"] = str(Path(dataset_dir).expanduser().resolve())
     datalist["modalities"] = list(modalities)
     if output_json is not None:
-        output_json = Path(output_json)
-        output_json.parent.mkdir(parents=True, exist_ok=True)
-        output_json.write_text(json.dumps(datalist, indent=2) + "\n")
-        logger.info("wrote %s", output_json)
+        write_datalist(datalist, output_json)
     return datalist
 
 
@@ -285,15 +282,9 @@ def main(argv: Sequence[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(
         prog="python -m wss_monai.data.isles", description="Write a patient-level ISLES 2018 datalist JSON."
     )
-    parser.add_argument("--dataset_dir", required=True, help="folder holding TRAINING/")
-    parser.add_argument("--output", default=None, help="datalist JSON to write")
-    parser.add_argument(
-        "--num_validation", type=_count_or_fraction, default=0.25, help="patients (int) or fraction (float)"
-    )
-    parser.add_argument("--seed", type=int, default=0)
+    add_datalist_arguments(parser, "folder holding TRAINING/", unit="patients")
     parser.add_argument("--modalities", nargs="+", default=list(ISLES_MODALITIES), help="channels, in order")
     parser.add_argument("--patient_map", default=None, help='JSON file {"case_1": "patientA", ...}')
-    parser.add_argument("--no_check", action="store_true", help="skip loading and checking every case")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     patient_map = None

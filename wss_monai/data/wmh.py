@@ -40,7 +40,6 @@ Command line::
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import numbers
 from collections.abc import Sequence
@@ -53,7 +52,7 @@ from monai.config import KeysCollection
 from monai.transforms import MapTransform, Transform
 from monai.utils import TransformBackends
 
-from wss_monai.data.acdc import _count_or_fraction, split_by_patient
+from wss_monai.data.acdc import add_datalist_arguments, split_by_patient, write_datalist
 from wss_monai.data.isles import validate_multichannel_cases
 
 __all__ = [
@@ -153,10 +152,7 @@ def make_wmh_datalist(
     datalist["modalities"] = list(MODALITIES)
     datalist["ignore_label"] = WMH_IGNORE_LABEL
     if output_json is not None:
-        output_json = Path(output_json)
-        output_json.parent.mkdir(parents=True, exist_ok=True)
-        output_json.write_text(json.dumps(datalist, indent=2) + "\n")
-        logger.info("wrote %s", output_json)
+        write_datalist(datalist, output_json)
     return datalist
 
 
@@ -287,13 +283,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(
         prog="python -m wss_monai.data.wmh", description="Write a patient-level WMH 2017 datalist JSON."
     )
-    parser.add_argument("--dataset_dir", required=True, help="folder holding the site folders")
-    parser.add_argument("--output", default=None, help="datalist JSON to write")
-    parser.add_argument(
-        "--num_validation", type=_count_or_fraction, default=0.25, help="subjects (int) or fraction (float)"
-    )
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--no_check", action="store_true", help="skip loading and checking every case")
+    add_datalist_arguments(parser, "folder holding the site folders", unit="subjects")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     return make_wmh_datalist(
