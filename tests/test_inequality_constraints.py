@@ -329,3 +329,19 @@ def test_3d_volume_logits():
     assert term(logits, {"bounds": bounds}).item() == pytest.approx(0.5**2)  # axis 2 at 5 mm: in [3, 5]
     term = InequalityConstraintLoss(function="centroid", mode="penalty")
     assert term(logits, {"bounds": bounds}).item() == pytest.approx(0.5**2 + 0.5**2)
+
+
+def test_fractional_shared_map_matches_per_image_maps_with_gradients():
+    """A map set shared by the batch (one matrix product) gives the per-image einsum's values and gradients."""
+    torch.manual_seed(0)
+    maps = torch.rand(1, 3, 5, 6, dtype=torch.float64)
+    logits = torch.randn(4, 3, 5, 6, dtype=torch.float64, requires_grad=True)
+    shared = fractional_moment(torch.softmax(logits, 1), maps)
+    per_image = fractional_moment(torch.softmax(logits, 1), maps.expand(4, -1, -1, -1).clone())
+    torch.testing.assert_close(shared, per_image)
+    probs = torch.softmax(logits, 1)[0, 1]
+    torch.testing.assert_close(shared[0, 1, 2], (probs * maps[0, 2]).sum() / probs.sum())  # by hand
+    (g_shared,) = torch.autograd.grad(shared.pow(2).sum(), logits)
+    per_image = fractional_moment(torch.softmax(logits, 1), maps.expand(4, -1, -1, -1).clone())
+    (g_image,) = torch.autograd.grad(per_image.pow(2).sum(), logits)
+    torch.testing.assert_close(g_shared, g_image)

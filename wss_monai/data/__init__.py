@@ -31,12 +31,15 @@ _EXPORTS = {
     "SplitIgnoreLabeld": "wmh",
     "make_isles_phantoms": "lesion_phantoms",
     "make_wmh_phantoms": "lesion_phantoms",
+    "find_wmh_inputs": "lesion_inputs",
     "TwoCircles": "toy_circles",
     "TwoCirclesDataset": "toy_circles",
     "make_two_circles": "toy_circles",
     "write_two_circles": "toy_circles",
     "load_two_circles": "toy_circles",
     "make_hybrid_datalist": "hybrid",
+    "make_hybrid_acdc_datalist": "hybrid_acdc",
+    "repeat_full_cases": "hybrid_acdc",
 }
 
 __all__ = sorted(_EXPORTS)

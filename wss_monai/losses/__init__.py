@@ -18,11 +18,14 @@ from wss_monai.losses.inequality import (
     soft_centroid,
     soft_size,
 )
+from wss_monai.losses.masked import IGNORE_MODES, IgnoreMaskedLoss
 from wss_monai.losses.partial_ce import PartialCrossEntropyLoss
 from wss_monai.losses.supervision_switch import SupervisionSwitchLoss, supervision_mask
 
 __all__ = [
     "BoundaryLoss",
+    "IGNORE_MODES",
+    "IgnoreMaskedLoss",
     "InequalityConstraintLoss",
     "LagrangianProposalLoss",
     "central_moment",

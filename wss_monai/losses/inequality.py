@@ -132,7 +132,10 @@ def _raw_sums(
         if weight_map is None:
             raise ValueError("function 'fractional' needs a weight_map (B or 1, M, *spatial)")
         weight_map = _check_map(weight_map, probs)
-        weighted = torch.einsum("bkp,bmp->bkm", probs.flatten(2), weight_map.flatten(2).expand(probs.shape[0], -1, -1))
+        if weight_map.shape[0] == 1:  # one map set for the batch: a single (B·C', P) @ (P, M) product, no copy
+            weighted = probs.flatten(2) @ weight_map[0].flatten(1).transpose(0, 1)
+        else:
+            weighted = torch.einsum("bkp,bmp->bkm", probs.flatten(2), weight_map.flatten(2))
         return torch.cat([mass, weighted], dim=-1)
     if function == "moment":
         # raw moments about the grid centre (translation-invariant result, less cancellation)
@@ -422,7 +425,11 @@ class InequalityConstraintLoss(WeakLoss):
         self.check_logits(logits)
         num_images, num_classes = logits.shape[:2]
         classes = self._class_index(num_classes)
-        probs = _softmax(logits)[:, classes]
+        probs = _softmax(logits)
+        if classes and classes == list(range(classes[0], classes[-1] + 1)):
+            probs = probs[:, classes[0] : classes[-1] + 1]  # a view: no copy, no scatter in the backward
+        else:
+            probs = probs[:, classes]
         weight_map = None
         if self.function == "fractional":
             weight_map = self.read(batch, self.map_key) if self.map_key is not None else self.weight_map

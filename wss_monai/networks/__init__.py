@@ -1,5 +1,19 @@
 """Networks beyond MONAI's: the size regressor of curriculum semi-supervision."""
 
+from wss_monai.networks.curriculum import (
+    load_network_copy,
+    load_size_regressor,
+    run_size_regressor_stage,
+    save_size_regressor,
+    slices_and_sizes,
+)
 from wss_monai.networks.size_regressor import SizeRegressor, dihedral_augment, predict_sizes, train_size_regressor
 
 __all__ = ["SizeRegressor", "dihedral_augment", "predict_sizes", "train_size_regressor"]
+__all__ += [
+    "load_network_copy",
+    "load_size_regressor",
+    "run_size_regressor_stage",
+    "save_size_regressor",
+    "slices_and_sizes",
+]

@@ -9,13 +9,18 @@ seeded with ``set_random_state``. Weak maps hold a class index where annotated a
 from wss_monai.transforms.bounds import SizeBounds, SizeBoundsd, common_size_bounds
 from wss_monai.transforms.distance import SignedDistanceMap, SignedDistanceMapd, signed_distance
 from wss_monai.transforms.input_checks import CheckFinited, CheckLabelsd
+from wss_monai.transforms.moment_bounds import CentroidBounds, CentroidBoundsd, centroid_bounds
 from wss_monai.transforms.points import RandomPointDiscs, RandomPointDiscsd
 from wss_monai.transforms.predicted_bounds import PredictedSizeBounds, PredictedSizeBoundsd
+from wss_monai.transforms.pseudo_labels import PseudoLabels, PseudoLabelsd
 from wss_monai.transforms.scribble_files import RemapUnlabelled, RemapUnlabelledd
 from wss_monai.transforms.scribbles import ErosionScribble, ErosionScribbled, StrokeScribble, StrokeScribbled
 from wss_monai.transforms.tags import ImageTags, ImageTagsd
 
 __all__ = [
+    "CentroidBounds",
+    "CentroidBoundsd",
+    "centroid_bounds",
     "CheckFinited",
     "CheckLabelsd",
     "ErosionScribble",
@@ -24,6 +29,8 @@ __all__ = [
     "ImageTagsd",
     "PredictedSizeBounds",
     "PredictedSizeBoundsd",
+    "PseudoLabels",
+    "PseudoLabelsd",
     "RandomPointDiscs",
     "RandomPointDiscsd",
     "RemapUnlabelled",

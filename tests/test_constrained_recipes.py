@@ -1,0 +1,244 @@
+"""Constrained-training recipes of the acdc bundle on cardiac phantoms: 3D volume batches, Lagrangian
+multipliers, centroid bounds and the constraint monitor, run in-process through MONAI's ConfigParser."""
+
+import csv
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from ignite.engine import Events
+from monai.bundle import ConfigParser
+
+from wss_monai.data.phantoms import make_cardiac_phantoms
+from wss_monai.losses import InequalityConstraintLoss, SizeConstraintLoss
+from wss_monai.transforms import CentroidBounds, CentroidBoundsd, SizeBounds, centroid_bounds
+
+ROOT = Path(__file__).resolve().parents[1]
+TRAIN = ROOT / "bundles/acdc/configs/train.yaml"
+QUICK = ROOT / "configs/profiles/cpu_quick.yaml"
+RECIPES = ROOT / "configs/supervision"
+TINY = {"spatial_size": 32, "batch_size": 8, "max_epochs": 1, "val_interval": 10, "num_validation": 1}
+CONSTRAINED = [
+    "tags_penalty",
+    "tags_log_barrier",
+    "size_common_penalty",
+    "size_common_log_barrier",
+    "size_individual_penalty",
+    "size_individual_log_barrier",
+    "tags_3d_log_barrier",
+    "size_common_3d_log_barrier",
+    "size_individual_3d_log_barrier",
+    "size_individual_lagrangian",
+    "size_individual_relu_lagrangian",
+    "size_centroid_log_barrier",
+]
+NEW = CONSTRAINED[6:]
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def phantoms(tmp_path_factory):
+    return make_cardiac_phantoms(
+        tmp_path_factory.mktemp("acdc"), num_patients=4, seed=3, shape=(40, 40), num_slices=(3, 5)
+    )
+
+
+def parser(recipe, dataset_dir, output_dir, **overrides):
+    p = ConfigParser()
+    p.read_config([str(TRAIN), str(QUICK), str(RECIPES / f"{recipe}.yaml")])
+    p.update({"dataset_dir": str(dataset_dir), "output_dir": str(output_dir), **TINY, **overrides})
+    return p
+
+
+def train(p):
+    """Runs the bundle's training in-process; returns the training losses of every iteration."""
+    losses = []
+    p.get_parsed_content("initialize")
+    trainer = p.get_parsed_content("train#trainer")
+
+    def record(engine):
+        output = engine.state.output  # decollated: one dict per slice, the loss on each
+        losses.append(float((output[0] if isinstance(output, list) else output)["loss"]))
+
+    trainer.add_event_handler(Events.ITERATION_COMPLETED, record)
+    p.get_parsed_content("run")
+    p.get_parsed_content("finalize")
+    return losses
+
+
+def read_monitor(path):
+    with open(path) as f:
+        return list(csv.DictReader(f))
+
+
+def check_monitor_rows(rows, epochs):
+    assert [int(r["epoch"]) for r in rows] == list(range(1, epochs + 1))
+    for r in rows:
+        assert 0.0 <= float(r["satisfied"]) <= 1.0
+    for r in rows[1:]:
+        stability = float(r["stability"])
+        assert math.isnan(stability) or 0.0 <= stability <= 1.0
+    assert math.isnan(float(rows[0]["stability"]))
+
+
+def test_every_constrained_recipe_attaches_a_monitor_saved_in_checkpoints():
+    for recipe in CONSTRAINED:
+        p = ConfigParser()
+        p.read_config([str(TRAIN), str(RECIPES / f"{recipe}.yaml")])
+        config = p.get()
+        assert "@constraint_monitor" in config["recipe_handlers"], recipe
+        assert config["recipe_state"]["constraint_monitor"] == "@constraint_monitor", recipe
+        assert config["constraint_monitor"]["output_dir"] == "@run_dir", recipe
+
+
+@pytest.mark.parametrize("recipe", NEW)
+def test_new_recipes_train_with_finite_losses_and_write_the_monitor_csv(recipe, phantoms, tmp_path):
+    losses = train(parser(recipe, phantoms, tmp_path / "run"))
+    assert losses and all(math.isfinite(v) for v in losses)
+    rows = read_monitor(tmp_path / "run/constraints.csv")
+    assert list(rows[0]) == ["epoch", "satisfied", "stability"]
+    check_monitor_rows(rows, 1)
+    if recipe == "size_centroid_log_barrier":
+        check_monitor_rows(read_monitor(tmp_path / "run/centroid/constraints.csv"), 1)
+    state = torch.load(tmp_path / "run/models/model_final.pt", weights_only=False)
+    assert state["constraint_monitor"]["history"][0]["epoch"] == 1
+    assert list((tmp_path / "run/tensorboard").glob("events.out.tfevents.*"))
+
+
+def test_3d_batches_hold_whole_volumes_with_volume_bounds(phantoms, tmp_path):
+    p = parser("size_individual_3d_log_barrier", phantoms, tmp_path / "run", volumes_per_batch=1)
+    p.get_parsed_content("initialize")
+    dataset = p.get_parsed_content("train#dataset")
+    loader = p.get_parsed_content("train#dataloader")
+    depth = {v: volume["image"].shape[-1] for v, volume in enumerate(dataset.volumes)}
+    seen = []
+    for batch in loader:
+        volumes = batch["volume_index"].tolist()
+        assert len(set(volumes)) == 1  # one volume per batch
+        v = volumes[0]
+        assert sorted(batch["slice_index"].tolist()) == list(range(depth[v]))  # all its slices
+        label = dataset.volumes[v]["label"]
+        expected = SizeBounds(num_classes=4, mode="individual", margin=0.1, spatial_dims=3)(label)
+        np.testing.assert_allclose(batch["bounds"][0].numpy(), np.asarray(expected), rtol=1e-6)
+        assert (batch["bounds"] == batch["bounds"][:1]).all()  # the volume's bounds on each slice
+        seen.append(v)
+    assert sorted(seen) == sorted(depth)  # each volume exactly once per epoch
+    assert len(loader) == len(depth)
+
+    # the recipe's default: two whole volumes per batch
+    p = parser("tags_3d_log_barrier", phantoms, tmp_path / "run2")
+    loader = p.get_parsed_content("train#dataloader")
+    for batch in loader:
+        v, counts = torch.unique(batch["volume_index"], return_counts=True)
+        assert len(v) <= 2
+        assert counts.tolist() == [depth[int(i)] for i in v]
+
+
+def test_2d_recipes_keep_shuffled_slice_batches(phantoms, tmp_path):
+    p = parser("size_individual_log_barrier", phantoms, tmp_path / "run")
+    loader = p.get_parsed_content("train#dataloader")
+    assert loader.batch_size == 8 and isinstance(loader.sampler, torch.utils.data.RandomSampler)
+    assert len(loader) == math.ceil(len(p.get_parsed_content("train#dataset")) / 8)
+
+
+def test_2d_recipes_give_the_losses_of_the_size_constraint_loss():
+    """The six 2D recipes moved to InequalityConstraintLoss: same values as SizeConstraintLoss (normalised)."""
+    torch.manual_seed(0)
+    logits = torch.randn(3, 4, 8, 8)
+    bounds = torch.tensor([[0.0, 64.0], [10.0, 20.0], [0.0, 0.0], [5.0, 9.0]]).expand(3, 4, 2)
+    batch = {"bounds": bounds, "volume_index": torch.tensor([0, 0, 1]), "slice_index": torch.tensor([0, 1, 0])}
+    old = SizeConstraintLoss(mode="penalty", normalize=True)(logits, batch)
+    new = InequalityConstraintLoss(function="size", mode="penalty")(logits, batch) / 64
+    torch.testing.assert_close(new, old)
+    old = SizeConstraintLoss(mode="log_barrier", t=7.0)(logits, batch)
+    new = InequalityConstraintLoss(function="size", mode="log_barrier", t=7.0)(logits, batch)
+    torch.testing.assert_close(new, old)
+
+
+def test_lagrange_multipliers_grow_and_are_restored_with_the_monitor_on_resume(phantoms, tmp_path):
+    out = tmp_path / "run"
+    losses = train(parser("size_individual_lagrangian", phantoms, out))
+    assert all(math.isfinite(v) for v in losses)
+    state = torch.load(out / "models/model_final.pt", weights_only=False)
+    saved = state["lagrangian"]["terms"][0]
+    assert saved["multipliers"].numel() and (saved["multipliers"] > 0).any()
+    assert saved["dual_keys"].numel() == len(
+        parser("size_individual_lagrangian", phantoms, out).get_parsed_content("train#dataset")
+    )  # one row of multipliers per training slice
+    first = read_monitor(out / "constraints.csv")
+
+    # the multipliers are back in the loss term after resuming
+    p = parser("size_individual_lagrangian", phantoms, out, resume_checkpoint=str(out / "models/model_final.pt"))
+    p.get_parsed_content("initialize")
+    from wss_monai.utils import resume
+
+    assert resume(str(out / "models/model_final.pt"), p.get_parsed_content("train#checkpoint_objects"), "cpu")
+    term = p.get_parsed_content("loss_terms#size#loss")
+    torch.testing.assert_close(term.multipliers, saved["multipliers"])
+    torch.testing.assert_close(term.dual_keys, saved["dual_keys"])
+
+    # a resumed run goes on: the monitor's history continues in its CSV, the multipliers move on
+    p = parser(
+        "size_individual_lagrangian", phantoms, out, resume_checkpoint=str(out / "models/model_final.pt"), max_epochs=2
+    )
+    train(p)
+    rows = read_monitor(out / "constraints.csv")
+    check_monitor_rows(rows, 2)
+    assert rows[0] == first[0]
+    assert not math.isnan(float(rows[1]["stability"])) or float(first[0]["satisfied"]) == 0.0
+    later = torch.load(out / "models/model_final.pt", weights_only=False)["lagrangian"]["terms"][0]["multipliers"]
+    assert not torch.equal(later, saved["multipliers"])
+
+
+def test_relu_lagrangian_multipliers_only_grow(phantoms, tmp_path):
+    train(parser("size_individual_relu_lagrangian", phantoms, tmp_path / "run", max_epochs=2))
+    lam = torch.load(tmp_path / "run/models/model_final.pt", weights_only=False)["lagrangian"]["terms"][0]
+    assert (lam["multipliers"] >= 0).all() and (lam["multipliers"] > 0).any()
+
+
+def test_3d_sampler_resumes_at_the_saved_epoch(phantoms, tmp_path):
+    out = tmp_path / "run"
+    train(parser("size_individual_3d_log_barrier", phantoms, out))
+    p = parser(
+        "size_individual_3d_log_barrier",
+        phantoms,
+        out,
+        resume_checkpoint=str(out / "models/model_final.pt"),
+        max_epochs=2,
+    )
+    train(p)
+    assert p.get_parsed_content("batch_sampler").epoch == 2  # set to 1 on resume, then one pass
+    check_monitor_rows(read_monitor(out / "constraints.csv"), 2)
+    state = torch.load(out / "models/model_final.pt", weights_only=False)
+    assert state["log_barrier"]["t"] == pytest.approx(5.0 * 1.1**2)
+
+
+def test_centroid_bounds_by_hand_and_in_the_recipe(phantoms, tmp_path):
+    label = np.zeros((1, 6, 10), dtype=np.int64)
+    label[0, 1:3, 6:10] = 2  # rows 1, 2 → 1.5; columns 6..9 → 7.5
+    bounds = CentroidBounds(num_classes=3, margin=2.0)(label)
+    np.testing.assert_allclose(bounds[2], [[0.0, 3.5], [5.5, 9.0]])  # clipped to [0, n - 1]
+    np.testing.assert_allclose(bounds[1], [[0.0, 5.0], [0.0, 9.0]])  # absent: the whole grid
+    np.testing.assert_allclose(centroid_bounds(label[0], 3, 0.0)[2], [[1.5, 1.5], [7.5, 7.5]])
+    out = CentroidBoundsd(keys="label", num_classes=3)({"label": torch.as_tensor(label)})
+    assert isinstance(out["centroid_bounds"], torch.Tensor) and out["centroid_bounds"].shape == (3, 2, 2)
+    with pytest.raises(ValueError, match=r"margin must be .*got -1"):
+        CentroidBounds(num_classes=3, margin=-1)
+    with pytest.raises(ValueError, match=r"num_classes must be an integer >= 2, got 1"):
+        CentroidBounds(num_classes=1)
+
+    # in the recipe the bounds come from the augmented slice, and the label does not reach the loss
+    p = parser("size_centroid_log_barrier", phantoms, tmp_path / "run")
+    p.get_parsed_content("initialize")
+    dataset = p.get_parsed_content("train#dataset")
+    for i in range(len(dataset)):
+        item = dataset[i]
+        assert "label" not in item and item["centroid_bounds"].shape == (4, 2, 2)
+        lv = (item["scribble"][0] == 3).nonzero().float()  # LV seeds lie inside the LV
+        if len(lv):
+            b = item["centroid_bounds"][3]
+            centre = lv.mean(0)
+            assert ((centre >= b[:, 0] - 6) & (centre <= b[:, 1] + 6)).all()
