@@ -37,6 +37,47 @@ def test_every_recipe_merges_with_the_bundle_and_names_its_loss(recipe):
     parser.read_config([str(ROOT / "bundles/acdc/configs/train.yaml"), str(ROOT / "configs/supervision" / recipe)])
     terms = parser["loss_terms"]
     assert terms and all("loss" in spec and "weight" in spec for spec in terms.values())
-    assert "dataset" not in recipe and "acdc" not in (ROOT / "configs/supervision" / recipe).read_text().lower()
+    assert "dataset" not in recipe
+    if "num_full_patients" in parser.get():
+        # semi-supervised recipes: the full label reaches the loss, switched per image by each case's mark
+        assert "label" in parser["slice_image_keys"] and "supervision" in parser["slice_volume_keys"]
+        return
+    assert "acdc" not in (ROOT / "configs/supervision" / recipe).read_text().lower()
     weak = recipe != "full.yaml"
-    assert ("label" in parser["slice_image_keys"]) != weak  # the full label never reaches a weak loss
+    dropped = {
+        key
+        for spec in parser.get("slice_transforms", [])
+        if str(spec.get("_target_", "")).endswith("DeleteItemsd")
+        for key in ([spec["keys"]] if isinstance(spec["keys"], str) else spec["keys"])
+    }
+    label_reaches_loss = "label" in parser["slice_image_keys"] and "label" not in dropped
+    assert label_reaches_loss != weak  # the full label never reaches a weak loss
+
+
+LESION_BUNDLES = ("isles", "wmh")
+LESION_RECIPES = sorted(p.name for p in (ROOT / "configs/lesion").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("name", LESION_BUNDLES)
+def test_lesion_bundle_metadata_passes_and_matches_the_configs(name):
+    meta_file = ROOT / f"bundles/{name}/configs/metadata.json"
+    verify_metadata(meta_file=str(meta_file), filepath=str(SCHEMA))
+    meta = json.loads(meta_file.read_text())
+    parser = ConfigParser()
+    parser.read_config(str(ROOT / f"bundles/{name}/configs/train.yaml"))
+    inputs, out = meta["network_data_format"]["inputs"]["image"], meta["network_data_format"]["outputs"]["pred"]
+    assert inputs["num_channels"] == parser.get_parsed_content("num_channels") == len(parser["modalities"])
+    assert out["num_channels"] == parser["num_classes"] == len(out["channel_def"])
+    assert [out["channel_def"][str(k)] for k in range(parser["num_classes"])] == parser["class_names"]
+
+
+@pytest.mark.parametrize("name", LESION_BUNDLES)
+@pytest.mark.parametrize("recipe", LESION_RECIPES)
+def test_every_lesion_recipe_merges_with_both_lesion_bundles(name, recipe):
+    parser = ConfigParser()
+    parser.read_config([str(ROOT / f"bundles/{name}/configs/train.yaml"), str(ROOT / "configs/lesion" / recipe)])
+    terms = parser["loss_terms"]
+    assert "regional" in terms and all("loss" in spec and "weight" in spec for spec in terms.values())
+    assert set(terms) == ({"regional"} if recipe == "gdl.yaml" else {"regional", "boundary"})
+    text = (ROOT / "configs/lesion" / recipe).read_text().lower()
+    assert "isles" not in text.replace("isles 2018", "") and "flair" not in text  # shared by both bundles
