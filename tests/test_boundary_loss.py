@@ -173,3 +173,15 @@ def test_docstring_examples_run():
     import wss_monai.losses.boundary as module
 
     assert doctest.testmod(module).failed == 0
+
+
+def test_reference_convention_lets_an_eroded_prediction_tie_with_the_ground_truth():
+    label = np.array([[0, 1, 1, 1, 0, 0]])  # (H=1, W=6)
+    eroded = np.array([[0, 0, 1, 0, 0, 0]])
+    for convention, tie in (("faces", False), ("reference", True)):
+        dist = {"dist_map": _dist(label, 2, convention=convention).double()}
+        at_truth = BoundaryLoss()(_onehot_logits(label, 2), dist).item()
+        at_eroded = BoundaryLoss()(_onehot_logits(eroded, 2), dist).item()
+        # faces: (-1 - 2 - 1) / 6 at the truth, -2 / 6 eroded; reference: -1 / 6 for both
+        assert at_truth == pytest.approx(-1 / 6 if tie else -4 / 6, abs=1e-9)
+        assert (at_eroded == pytest.approx(at_truth, abs=1e-9)) is tie

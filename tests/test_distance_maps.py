@@ -203,3 +203,32 @@ def test_docstring_examples_run():
     import wss_monai.transforms.distance as module
 
     assert doctest.testmod(module).failed == 0
+
+
+def test_reference_convention_hand_values_inner_contour_at_zero():
+    label = np.array([[[0, 0, 1, 1, 1, 1, 0, 0]]])
+    phi = SignedDistanceMap(num_classes=2, convention="reference")(label)
+    # the published one_hot2dist: outside d(p, G), inside -(d(p, Ω \ G) - 1)
+    assert phi[0, 0].tolist() == [2.0, 1.0, 0.0, -1.0, -1.0, 0.0, 1.0, 2.0]
+    faces = SignedDistanceMap(num_classes=2)(label)
+    np.testing.assert_array_equal(phi[label == 0], faces[label == 0])  # outside unchanged
+    np.testing.assert_array_equal(phi[label == 1], faces[label == 1] + 1.0)
+    # the 1 is subtracted in the map's units: with 0.5 mm spacing the inner contour becomes +0.5 (positive inside)
+    half = SignedDistanceMap(num_classes=2, spacing=0.5, convention="reference")(label)
+    assert half[0, 0].tolist() == [1.0, 0.5, 0.5, 0.0, 0.0, 0.5, 0.5, 1.0]
+
+
+def test_reference_convention_in_the_dict_wrapper_and_3d():
+    label = np.zeros((1, 5, 5, 5), int)
+    label[0, 1:4, 1:4, 1:4] = 1
+    d = SignedDistanceMapd(keys="label", num_classes=2, spatial_dims=3, convention="reference")({"label": label})
+    phi = d["dist_map"][0]
+    assert phi[2, 2, 2] == -1.0 and phi[1, 2, 2] == 0.0 and phi[0, 2, 2] == 1.0
+    np.testing.assert_allclose(signed_distance(label[0] == 1, (1, 1, 1), "reference"), phi, rtol=1e-6)
+
+
+def test_bad_convention_raises():
+    with pytest.raises(ValueError, match=r"convention must be one of \('faces', 'reference'\), got 'paper'"):
+        SignedDistanceMap(num_classes=2, convention="paper")
+    with pytest.raises(ValueError, match="convention must be one of"):
+        signed_distance(np.ones((2, 2), bool), (1.0, 1.0), convention=None)

@@ -33,31 +33,45 @@ from wss_monai.transforms._slices import (
     to_input_type,
 )
 
-__all__ = ["SignedDistanceMap", "SignedDistanceMapd", "signed_distance"]
+__all__ = ["CONVENTIONS", "SignedDistanceMap", "SignedDistanceMapd", "signed_distance"]
+
+CONVENTIONS = ("faces", "reference")
 
 
-def signed_distance(mask: np.ndarray, spacing: Sequence[float]) -> np.ndarray:
+def _check_convention(convention: Any) -> str:
+    if convention not in CONVENTIONS:
+        raise ValueError(f"convention must be one of {CONVENTIONS}, got {convention!r}")
+    return convention
+
+
+def signed_distance(mask: np.ndarray, spacing: Sequence[float], convention: str = "faces") -> np.ndarray:
     """Signed distance map of one binary mask, float64, in the units of ``spacing``.
 
     .. math::
         φ(p) = -d(p, Ω \\setminus G)\\,[p ∈ G] + d(p, G)\\,[p ∉ G]
 
     where ``d(p, A)`` is the Euclidean distance (with ``spacing``) from the centre of voxel p to the
-    nearest voxel centre of A. A mask that is empty or fills the whole array has no boundary and
-    gives a zero map.
+    nearest voxel centre of A (``convention="faces"``). ``convention="reference"`` is the published
+    code's ``one_hot2dist`` (Kervadec et al.): inside, ``-(d(p, Ω \\setminus G) - 1)``, so the inner
+    contour holds 0 (the ``1`` is subtracted in the units of ``spacing``, as there). A mask that is
+    empty or fills the whole array has no boundary and gives a zero map.
 
     Example:
         >>> import numpy as np
         >>> signed_distance(np.array([[0, 1, 1, 1, 0, 0]], bool), spacing=(1.0, 1.0)).tolist()
         [[1.0, -1.0, -2.0, -1.0, 1.0, 2.0]]
+        >>> signed_distance(np.array([[0, 1, 1, 1, 0, 0]], bool), (1.0, 1.0), "reference").tolist()
+        [[1.0, 0.0, -1.0, 0.0, 1.0, 2.0]]
     """
+    convention = _check_convention(convention)
     mask = np.asarray(mask, dtype=bool)
     if not mask.any() or mask.all():
         return np.zeros(mask.shape, dtype=np.float64)
     outside = ~mask
     to_inside = distance_transform_edt(outside, sampling=spacing)  # at outside voxels: distance to G
     to_outside = distance_transform_edt(mask, sampling=spacing)  # at inside voxels: distance to Ω \ G
-    return np.where(mask, -to_outside, to_inside)
+    inside = 1.0 - to_outside if convention == "reference" else -to_outside
+    return np.where(mask, inside, to_inside)
 
 
 def _check_spacing(spacing: Any) -> tuple[float, ...] | None:
@@ -90,7 +104,9 @@ class SignedDistanceMap(Transform):
     No voxel centre of a class with a boundary holds 0, and ``|φ| ≥ min(spacing)``. There is no
     ½-voxel shift, and the published code's ``- 1`` on the inside (which puts the inner contour at
     0, counts 1 in voxels even with mm spacing, and makes an eroded prediction tie with the ground
-    truth under the boundary loss) is not applied. For two classes, φ_0 = −φ_1.
+    truth under the boundary loss) is not applied by default. For two classes, φ_0 = −φ_1.
+    ``convention="reference"`` applies it (inside ``-(d - 1)``, the 1 in the map's units, as the
+    published ``one_hot2dist`` does), to compare with the authors' code.
 
     A class absent from the slice/volume, or filling all of it, has no boundary there: zero map.
 
@@ -103,6 +119,8 @@ class SignedDistanceMap(Transform):
             On a 3D input with ``spatial_dims=2`` two values, or the first two of three, are used.
         include_background: also compute class 0; the output then has K channels, otherwise K - 1
             (channel i is class i + 1).
+        convention: ``"faces"`` (default, zero on the voxel faces between the classes) or
+            ``"reference"`` (the published code: inner contour at 0).
 
     Input ``(1, H, W[, D])`` integer class map (numpy, torch or MetaTensor); output
     ``(C', H, W[, D])`` float32 of the input's type, ``C' = K`` or ``K - 1``. Computed once per
@@ -125,11 +143,13 @@ class SignedDistanceMap(Transform):
         spatial_dims: int = 2,
         spacing: float | Sequence[float] | None = None,
         include_background: bool = False,
+        convention: str = "faces",
     ) -> None:
         self.num_classes = check_int("num_classes", num_classes, 2)
         self.spatial_dims = check_spatial_dims(spatial_dims)
         self.spacing = _check_spacing(spacing)
         self.include_background = bool(include_background)
+        self.convention = _check_convention(convention)
 
     def _spacing(self, label: Any, ndim: int, per_slice: bool) -> tuple[float, ...]:
         """Spacing of the axes the distances are computed over (the first two on a per-slice 3D input)."""
@@ -151,7 +171,7 @@ class SignedDistanceMap(Transform):
         classes = range(0 if self.include_background else 1, self.num_classes)
 
         def maps(region: np.ndarray) -> np.ndarray:
-            return np.stack([signed_distance(region == k, sampling) for k in classes])
+            return np.stack([signed_distance(region == k, sampling, self.convention) for k in classes])
 
         return to_input_type(apply_per_slice(maps, lab, self.spatial_dims), label, spatial=True)
 
@@ -180,8 +200,9 @@ class SignedDistanceMapd(KeyLoopd):
         spatial_dims: int = 2,
         spacing: float | Sequence[float] | None = None,
         include_background: bool = False,
+        convention: str = "faces",
         output_key: str | None = "dist_map",
         allow_missing_keys: bool = False,
     ) -> None:
-        transform = SignedDistanceMap(num_classes, spatial_dims, spacing, include_background)
+        transform = SignedDistanceMap(num_classes, spatial_dims, spacing, include_background, convention)
         super().__init__(keys, output_key, transform, allow_missing_keys)
