@@ -1,4 +1,4 @@
-"""Networks beyond MONAI's: the size regressor of curriculum semi-supervision."""
+"""Networks beyond MONAI's: the size regressor of curriculum semi-supervision, and its two-stage helpers."""
 
 from wss_monai.networks.curriculum import (
     load_network_copy,
@@ -9,11 +9,14 @@ from wss_monai.networks.curriculum import (
 )
 from wss_monai.networks.size_regressor import SizeRegressor, dihedral_augment, predict_sizes, train_size_regressor
 
-__all__ = ["SizeRegressor", "dihedral_augment", "predict_sizes", "train_size_regressor"]
-__all__ += [
+__all__ = [
+    "SizeRegressor",
+    "dihedral_augment",
     "load_network_copy",
     "load_size_regressor",
+    "predict_sizes",
     "run_size_regressor_stage",
     "save_size_regressor",
     "slices_and_sizes",
+    "train_size_regressor",
 ]
