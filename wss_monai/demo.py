@@ -9,12 +9,12 @@ from __future__ import annotations
 import json
 import logging
 import shutil
-import subprocess
 import sys
 import time
 from pathlib import Path
 
 from wss_monai.paths import repository_root
+from wss_monai.utils.bundle_runs import bundle_command, run_logged
 
 logger = logging.getLogger("wss_monai.demo")
 
@@ -23,17 +23,7 @@ CLASSES = ("rv", "myo", "lv")
 
 
 def _bundle(run_id: str, configs: list[Path], overrides: dict, log_file: Path) -> None:
-    files = "[" + ",".join(f"'{c}'" for c in configs) + "]"
-    command = [sys.executable, "-m", "monai.bundle", "run", run_id, "--config_file", files]
-    for key, value in overrides.items():
-        command += [f"--{key}", str(value)]
-    logger.info("$ %s", " ".join(command))
-    log_file.parent.mkdir(parents=True, exist_ok=True)
-    with open(log_file, "a") as log:
-        result = subprocess.run(command, stdout=log, stderr=subprocess.STDOUT)
-    if result.returncode:
-        tail = "".join(log_file.read_text().splitlines(keepends=True)[-25:])
-        raise RuntimeError(f"'{run_id}' failed with exit code {result.returncode}; end of {log_file}:\n{tail}")
+    run_logged(bundle_command(run_id, configs, overrides), log_file)
 
 
 def format_dice_table(results: dict[str, dict]) -> str:

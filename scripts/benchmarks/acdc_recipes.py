@@ -15,10 +15,10 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import subprocess
-import sys
 import time
 from pathlib import Path
+
+from wss_monai.utils.bundle_runs import bundle_command, run_logged
 
 ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_RECIPES = [
@@ -35,22 +35,6 @@ DEFAULT_RECIPES = [
 ]
 CLASSES = ("rv", "myo", "lv")
 logger = logging.getLogger("benchmark.acdc")
-
-
-def bundle_command(run_id: str, configs: list[Path], overrides: dict) -> list[str]:
-    files = "[" + ",".join(f"'{c}'" for c in configs) + "]"
-    command = [sys.executable, "-m", "monai.bundle", "run", run_id, "--config_file", files]
-    for key, value in overrides.items():
-        command += [f"--{key}", str(value)]
-    return command
-
-
-def run_logged(command: list[str], log_file: Path) -> None:
-    logger.info("%s", " ".join(command))
-    with open(log_file, "a") as log:
-        result = subprocess.run(command, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
-    if result.returncode:
-        raise RuntimeError(f"command failed ({result.returncode}); see {log_file}")
 
 
 def run_recipe(recipe: str, args: argparse.Namespace) -> dict:
@@ -72,12 +56,12 @@ def run_recipe(recipe: str, args: argparse.Namespace) -> dict:
     start = time.perf_counter()
     if not (out / "models/model_final.pt").is_file():  # finished runs are reused: delete a folder to redo it
         train = {**common, "max_epochs": args.max_epochs, "val_interval": args.max_epochs}
-        run_logged(bundle_command("training", configs, train), out / "log.txt")
+        run_logged(bundle_command("training", configs, train), out / "log.txt", cwd=ROOT)
     train_seconds = time.perf_counter() - start
     if not (out / "eval/summary.json").is_file():
         evaluate = {**common, "ckpt_path": out / "models/model_final.pt"}
         evaluation = configs + [ROOT / "bundles/acdc/configs/evaluate.yaml"]
-        run_logged(bundle_command("evaluating", evaluation, evaluate), out / "log.txt")
+        run_logged(bundle_command("evaluating", evaluation, evaluate), out / "log.txt", cwd=ROOT)
     summary = json.loads((out / "eval/summary.json").read_text())
     timing = json.loads((out / "timing.json").read_text())
     metrics = summary["metrics"]

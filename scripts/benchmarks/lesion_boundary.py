@@ -34,7 +34,6 @@ import argparse
 import json
 import logging
 import os
-import subprocess
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -46,6 +45,7 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
 from wss_monai.data.lesion_phantoms import make_isles_phantoms, make_wmh_phantoms  # noqa: E402
+from wss_monai.utils.bundle_runs import bundle_command, run_logged  # noqa: E402
 
 METHODS = {
     "gdl": ("gdl.yaml", "GDL"),
@@ -73,22 +73,6 @@ def make_data(dataset: str, out: Path, args: argparse.Namespace) -> Path:
         make_wmh_phantoms(root, num_subjects=args.wmh_subjects, seed=args.data_seed, shape=shape)
     done.write_text(json.dumps({"seed": args.data_seed, "size": args.phantom_size}))
     return root
-
-
-def bundle_command(run_id: str, configs: list[Path], overrides: dict) -> list[str]:
-    files = "[" + ",".join(f"'{c}'" for c in configs) + "]"
-    command = [sys.executable, "-m", "monai.bundle", "run", run_id, "--config_file", files]
-    for key, value in overrides.items():
-        command += [f"--{key}", str(value)]
-    return command
-
-
-def run_logged(command: list[str], log_file: Path) -> None:
-    logger.info("%s", " ".join(command))
-    with open(log_file, "a") as log:
-        result = subprocess.run(command, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
-    if result.returncode:
-        raise RuntimeError(f"command failed ({result.returncode}); see {log_file}")
 
 
 def run_method(dataset: str, method: str, seed: int, data: Path, args: argparse.Namespace) -> dict:
@@ -124,11 +108,11 @@ def run_method(dataset: str, method: str, seed: int, data: Path, args: argparse.
         log = out / "log.txt"
         log.write_text("")
         start = time.perf_counter()
-        run_logged(bundle_command("training", configs, overrides), log)
+        run_logged(bundle_command("training", configs, overrides), log, cwd=ROOT)
         train_seconds = time.perf_counter() - start
         evaluate = {**overrides, "ckpt_path": out / "models/model_final.pt"}
         evaluate_configs = configs + [ROOT / f"bundles/{dataset}/configs/evaluate.yaml"]
-        run_logged(bundle_command("evaluating", evaluate_configs, evaluate), log)
+        run_logged(bundle_command("evaluating", evaluate_configs, evaluate), log, cwd=ROOT)
         (out / "train_seconds.json").write_text(json.dumps({"seconds": train_seconds}))
     summary = json.loads(summary_file.read_text())
     timing = json.loads((out / "timing.json").read_text())
