@@ -1,37 +1,19 @@
 """End-to-end runs of the acdc bundle through MONAI's bundle command line, on small phantoms."""
 
 import json
-import os
-import subprocess
-import sys
-from pathlib import Path
 
 import nibabel as nib
 import numpy as np
 import pytest
 import torch
+from bundle_helpers import ROOT, run_bundle
 
 from wss_monai.data.phantoms import make_cardiac_phantoms
 
-ROOT = Path(__file__).resolve().parents[1]
 TRAIN = ROOT / "bundles/acdc/configs/train.yaml"
 QUICK = ROOT / "configs/profiles/cpu_quick.yaml"
-SMALL = {"spatial_size": 32, "batch_size": 8, "max_epochs": 2, "val_interval": 1, "num_validation": 2}
 
 pytestmark = pytest.mark.slow
-
-
-def bundle(run_id, configs, cwd, check=True, **overrides):
-    files = "[" + ",".join(f"'{c}'" for c in configs) + "]"
-    command = [sys.executable, "-m", "monai.bundle", "run"] + ([run_id] if run_id else []) + ["--config_file", files]
-    for key, value in {**SMALL, **overrides}.items():
-        command += [f"--{key}", str(value)]
-    result = subprocess.run(
-        command, cwd=cwd, capture_output=True, text=True, env={**os.environ, "PYTHONWARNINGS": "ignore"}
-    )
-    if check and result.returncode:
-        raise AssertionError(f"bundle run failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}")
-    return result
 
 
 @pytest.fixture(scope="module")
@@ -46,7 +28,7 @@ def scribble_run(phantoms, tmp_path_factory):
     """`run training` of bundle + profile + scribbles-from-files recipe, launched from outside the repository."""
     out = tmp_path_factory.mktemp("scribble_run")
     configs = [TRAIN, QUICK, ROOT / "configs/supervision/scribble_files.yaml"]
-    bundle("training", configs, cwd=out, dataset_dir=phantoms, output_dir=out / "run")
+    run_bundle("training", configs, cwd=out, dataset_dir=phantoms, output_dir=out / "run")
     return out / "run", configs
 
 
@@ -74,7 +56,7 @@ def test_inference_writes_each_prediction_in_its_input_space(scribble_run, phant
     sources = sorted((phantoms / "training/patient001").glob("patient001_frame??.nii.gz"))
     for source in sources:
         (inputs / source.name).write_bytes(source.read_bytes())
-    bundle(
+    run_bundle(
         "inferring",
         configs + [ROOT / "bundles/acdc/configs/inference.yaml"],
         cwd=tmp_path,
@@ -92,7 +74,7 @@ def test_inference_writes_each_prediction_in_its_input_space(scribble_run, phant
 
 def test_evaluation_writes_dice_and_hd95_per_case(scribble_run, phantoms, tmp_path):
     run, configs = scribble_run
-    bundle(
+    run_bundle(
         "evaluating",
         configs + [ROOT / "bundles/acdc/configs/evaluate.yaml"],
         cwd=tmp_path,
@@ -109,10 +91,10 @@ def test_evaluation_writes_dice_and_hd95_per_case(scribble_run, phantoms, tmp_pa
 def test_log_barrier_recipe_through_plain_run_and_resume(phantoms, tmp_path):
     configs = [TRAIN, QUICK, ROOT / "configs/supervision/size_individual_log_barrier.yaml"]
     out = tmp_path / "lb"
-    bundle(None, configs, cwd=tmp_path, dataset_dir=phantoms, output_dir=out)  # `run --config_file`: run id "run"
+    run_bundle(None, configs, cwd=tmp_path, dataset_dir=phantoms, output_dir=out)  # `run --config_file`: run id "run"
     state = torch.load(out / "models/model_final.pt", weights_only=False)
     assert state["log_barrier"]["t"] == pytest.approx(5.0 * 1.1**2)
-    bundle(
+    run_bundle(
         None,
         configs,
         cwd=tmp_path,
@@ -130,7 +112,7 @@ def test_same_seed_gives_the_same_model(phantoms, tmp_path):
     configs = [TRAIN, QUICK, ROOT / "configs/supervision/scribble.yaml"]  # random stroke scribbles + augmentation
     models = []
     for name in ("a", "b"):
-        bundle(
+        run_bundle(
             "training", configs, cwd=tmp_path, dataset_dir=phantoms, output_dir=tmp_path / name, max_epochs=1, seed=7
         )
         models.append(torch.load(tmp_path / name / "models/model_final.pt", weights_only=False)["model"])
@@ -139,7 +121,7 @@ def test_same_seed_gives_the_same_model(phantoms, tmp_path):
 
 def test_bad_inputs_stop_the_run_with_the_file_named(phantoms, tmp_path):
     configs = [TRAIN, QUICK]
-    missing = bundle("training", configs, cwd=tmp_path, check=False, output_dir=tmp_path / "x")
+    missing = run_bundle("training", configs, cwd=tmp_path, check=False, output_dir=tmp_path / "x")
     assert missing.returncode != 0 and "dataset_dir is not set" in missing.stderr + missing.stdout
 
     broken = tmp_path / "broken"
@@ -147,7 +129,7 @@ def test_bad_inputs_stop_the_run_with_the_file_named(phantoms, tmp_path):
     gt = broken / "training/patient002/patient002_frame01_gt.nii.gz"
     image = nib.load(gt)
     nib.save(nib.Nifti1Image(np.asarray(image.dataobj)[:40], image.affine), gt)
-    result = bundle("training", configs, cwd=tmp_path, check=False, dataset_dir=broken, output_dir=tmp_path / "y")
+    result = run_bundle("training", configs, cwd=tmp_path, check=False, dataset_dir=broken, output_dir=tmp_path / "y")
     text = result.stderr + result.stdout
     assert result.returncode != 0 and "patient002_frame01_gt.nii.gz" in text and "shape" in text
 
@@ -161,7 +143,7 @@ def test_a_nan_scan_stops_inference_with_the_file_named(scribble_run, phantoms, 
     data[0, 0, 0] = np.nan
     nib.save(nib.Nifti1Image(data, source.affine), nan_dir / "scan.nii.gz")
     inference = configs + [ROOT / "bundles/acdc/configs/inference.yaml"]
-    result = bundle("inferring", inference, cwd=tmp_path, check=False, input_dir=nan_dir, output_dir=run)
+    result = run_bundle("inferring", inference, cwd=tmp_path, check=False, input_dir=nan_dir, output_dir=run)
     text = result.stderr + result.stdout
     assert result.returncode != 0 and "scan.nii.gz) holds 1 NaN/inf values" in text
     assert not (run / "predictions/scan_seg.nii.gz").exists()

@@ -2,42 +2,26 @@
 
 import csv
 import json
-import os
 import re
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import nibabel as nib
 import numpy as np
 import pytest
 import torch
+from bundle_helpers import ROOT, config_parser, run_bundle
 from monai.bundle import ConfigParser
 
 from wss_monai.data.lesion_phantoms import make_isles_phantoms
 from wss_monai.handlers import LESION_COLUMNS
 
-ROOT = Path(__file__).resolve().parents[1]
 TRAIN = ROOT / "bundles/isles/configs/train.yaml"
 QUICK = ROOT / "configs/profiles/lesion_cpu_quick.yaml"
 BL3D = ROOT / "configs/lesion/gdl_boundary_3d.yaml"
 BL2D = ROOT / "configs/lesion/gdl_boundary_2d.yaml"
-SMALL = {"spatial_size": 32, "batch_size": 8, "max_epochs": 2, "val_interval": 1, "num_validation": 2}
 
 pytestmark = pytest.mark.slow
-
-
-def bundle(run_id, configs, cwd, check=True, **overrides):
-    files = "[" + ",".join(f"'{c}'" for c in configs) + "]"
-    command = [sys.executable, "-m", "monai.bundle", "run", run_id, "--config_file", files]
-    for key, value in {**SMALL, **overrides}.items():
-        command += [f"--{key}", str(value)]
-    env = {**os.environ, "PYTHONWARNINGS": "ignore", "OMP_NUM_THREADS": "1"}
-    result = subprocess.run(command, cwd=cwd, capture_output=True, text=True, env=env)
-    if check and result.returncode:
-        raise AssertionError(f"bundle run failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}")
-    return result
 
 
 @pytest.fixture(scope="module")
@@ -51,7 +35,7 @@ def trained(phantoms, tmp_path_factory):
     out = tmp_path_factory.mktemp("isles_run")
     configs = [TRAIN, QUICK, BL3D]
     extra = {"dataset_dir": phantoms, "patient_map_file": phantoms / "phantom_patients.json"}
-    bundle("training", configs, cwd=out, output_dir=out / "run", **extra)
+    run_bundle("training", configs, cwd=out, output_dir=out / "run", **extra)
     return out / "run", configs, extra
 
 
@@ -74,7 +58,7 @@ def test_resume_restores_the_boundary_schedule(trained, tmp_path):
     run, configs, extra = trained
     copy = tmp_path / "resumed"
     shutil.copytree(run, copy)
-    bundle(
+    run_bundle(
         "training",
         configs,
         cwd=tmp_path,
@@ -91,7 +75,7 @@ def test_resume_restores_the_boundary_schedule(trained, tmp_path):
 
 def test_evaluation_writes_lesion_metrics_per_case(trained, tmp_path):
     run, configs, extra = trained
-    bundle(
+    run_bundle(
         "evaluating", configs + [ROOT / "bundles/isles/configs/evaluate.yaml"], cwd=tmp_path, output_dir=run, **extra
     )
     with open(run / "eval/metrics.csv") as f:
@@ -110,7 +94,7 @@ def test_evaluation_writes_lesion_metrics_per_case(trained, tmp_path):
 
 def test_inference_writes_each_prediction_in_its_input_space(trained, phantoms, tmp_path):
     run, configs, _ = trained
-    bundle(
+    run_bundle(
         "inferring",
         configs + [ROOT / "bundles/isles/configs/inference.yaml"],
         cwd=tmp_path,
@@ -144,9 +128,7 @@ def _hand_made_case(folder: Path) -> dict:
 
 @pytest.mark.parametrize("recipe", [BL2D, BL3D])
 def test_cached_distance_maps_use_the_resized_spacing(recipe, tmp_path):
-    parser = ConfigParser()
-    parser.read_config([str(TRAIN), str(QUICK), str(recipe)])
-    parser["spatial_size"] = 16  # 32 -> 16 voxels in-plane: 2 mm becomes 4 mm
+    parser = config_parser([TRAIN, QUICK, recipe], spatial_size=16)  # 32 -> 16 voxels in-plane: 2 mm becomes 4 mm
     volume = parser.get_parsed_content("train#volume_transforms")(_hand_made_case(tmp_path))
     dist = volume["dist_map"]
     assert tuple(dist.shape) == (1, 16, 16, 3)
@@ -177,10 +159,7 @@ def _root_error(parser: ConfigParser, id: str) -> BaseException:
 
 def test_bad_inputs_give_clear_errors(tmp_path):
     broken = make_isles_phantoms(tmp_path / "broken", num_cases=3, seed=1, shape=(32, 32), num_slices=(2, 2))
-    parser = ConfigParser()
-    parser.read_config([str(TRAIN), str(QUICK), str(BL2D)])
-    parser["output_dir"] = str(tmp_path / "out")
-    parser["dataset_dir"] = str(broken)
+    parser = config_parser([TRAIN, QUICK, BL2D], output_dir=str(tmp_path / "out"), dataset_dir=str(broken))
     mtt = next((broken / "TRAINING/case_2").glob("SMIR.Brain.XX.O.CT_MTT.*"))
     aside = tmp_path / "aside"
     mtt.rename(aside)

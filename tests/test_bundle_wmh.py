@@ -2,15 +2,13 @@
 
 import csv
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import nibabel as nib
 import numpy as np
 import pytest
 import torch
+from bundle_helpers import ROOT, config_parser, run_bundle
 from monai.bundle import ConfigParser
 from monai.losses import GeneralizedDiceLoss
 
@@ -18,25 +16,11 @@ from wss_monai.data.lesion_phantoms import make_wmh_phantoms
 from wss_monai.losses import BoundaryLoss, IgnoreMaskedLoss
 from wss_monai.metrics import lesion_metrics
 
-ROOT = Path(__file__).resolve().parents[1]
 TRAIN = ROOT / "bundles/wmh/configs/train.yaml"
 QUICK = ROOT / "configs/profiles/lesion_cpu_quick.yaml"
 RECIPES = sorted((ROOT / "configs/lesion").glob("*.yaml"))
-SMALL = {"spatial_size": 32, "batch_size": 8, "max_epochs": 2, "val_interval": 1, "num_validation": 2}
 
 pytestmark = pytest.mark.slow
-
-
-def bundle(run_id, configs, cwd, **overrides):
-    files = "[" + ",".join(f"'{c}'" for c in configs) + "]"
-    command = [sys.executable, "-m", "monai.bundle", "run", run_id, "--config_file", files]
-    for key, value in {**SMALL, **overrides}.items():
-        command += [f"--{key}", str(value)]
-    env = {**os.environ, "PYTHONWARNINGS": "ignore", "OMP_NUM_THREADS": "1"}
-    result = subprocess.run(command, cwd=cwd, capture_output=True, text=True, env=env)
-    if result.returncode:
-        raise AssertionError(f"bundle run failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}")
-    return result
 
 
 @pytest.fixture(scope="module")
@@ -49,10 +33,10 @@ def trained(phantoms, tmp_path_factory):
     """Plain `run` of bundle + CPU profile + Dice-CE/boundary recipe, then evaluation and inference."""
     out = tmp_path_factory.mktemp("wmh_run")
     configs = [TRAIN, QUICK, ROOT / "configs/lesion/dice_ce_boundary.yaml"]
-    bundle("run", configs, cwd=out, dataset_dir=phantoms, output_dir=out / "run")
-    bundle("evaluating", configs + [ROOT / "bundles/wmh/configs/evaluate.yaml"], cwd=out,
+    run_bundle("run", configs, cwd=out, dataset_dir=phantoms, output_dir=out / "run")
+    run_bundle("evaluating", configs + [ROOT / "bundles/wmh/configs/evaluate.yaml"], cwd=out,
            dataset_dir=phantoms, output_dir=out / "run")  # fmt: skip
-    bundle("inferring", configs + [ROOT / "bundles/wmh/configs/inference.yaml"], cwd=out,
+    run_bundle("inferring", configs + [ROOT / "bundles/wmh/configs/inference.yaml"], cwd=out,
            input_dir=phantoms, output_dir=out / "run")  # fmt: skip
     return out / "run"
 
@@ -105,8 +89,7 @@ def _ignore_batch(num_classes=2):
 
 @pytest.mark.parametrize("recipe", RECIPES, ids=lambda p: p.stem)
 def test_every_recipe_term_ignores_label_2(recipe):
-    parser = ConfigParser()
-    parser.read_config([str(TRAIN), str(QUICK), str(recipe)])
+    parser = config_parser([TRAIN, QUICK, recipe])
     assert parser["ignore_key"] == "ignore" and "ignore" in parser.get_parsed_content("slice_image_keys")
     loss = parser.get_parsed_content("train#loss")
     good, bad, batch = _ignore_batch()
@@ -141,10 +124,7 @@ def test_ignore_masked_loss_values_and_errors():
 
 def test_wrong_label_values_and_missing_modality_are_named(tmp_path):
     broken = make_wmh_phantoms(tmp_path / "broken", num_subjects=2, seed=1, shape=(32, 32, 8))
-    parser = ConfigParser()
-    parser.read_config([str(TRAIN), str(QUICK)])
-    parser["output_dir"] = str(tmp_path / "out")
-    parser["dataset_dir"] = str(broken)
+    parser = config_parser([TRAIN, QUICK], output_dir=str(tmp_path / "out"), dataset_dir=str(broken))
     label_file = broken / "Utrecht/0/wmh.nii.gz"
     image = nib.load(label_file)
     label = np.asarray(image.dataobj).copy()

@@ -3,19 +3,17 @@ multipliers, centroid bounds and the constraint monitor, run in-process through 
 
 import csv
 import math
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from bundle_helpers import ROOT, config_parser
 from ignite.engine import Events
-from monai.bundle import ConfigParser
 
 from wss_monai.data.phantoms import make_cardiac_phantoms
 from wss_monai.losses import InequalityConstraintLoss, SizeConstraintLoss
 from wss_monai.transforms import CentroidBounds, CentroidBoundsd, SizeBounds, centroid_bounds
 
-ROOT = Path(__file__).resolve().parents[1]
 TRAIN = ROOT / "bundles/acdc/configs/train.yaml"
 QUICK = ROOT / "configs/profiles/cpu_quick.yaml"
 RECIPES = ROOT / "configs/supervision"
@@ -47,10 +45,10 @@ def phantoms(tmp_path_factory):
 
 
 def parser(recipe, dataset_dir, output_dir, **overrides):
-    p = ConfigParser()
-    p.read_config([str(TRAIN), str(QUICK), str(RECIPES / f"{recipe}.yaml")])
-    p.update({"dataset_dir": str(dataset_dir), "output_dir": str(output_dir), **TINY, **overrides})
-    return p
+    configs = [TRAIN, QUICK, RECIPES / f"{recipe}.yaml"]
+    return config_parser(
+        configs, **{"dataset_dir": str(dataset_dir), "output_dir": str(output_dir), **TINY, **overrides}
+    )
 
 
 def train(p):
@@ -86,9 +84,7 @@ def check_monitor_rows(rows, epochs):
 
 def test_every_constrained_recipe_attaches_a_monitor_saved_in_checkpoints():
     for recipe in CONSTRAINED:
-        p = ConfigParser()
-        p.read_config([str(TRAIN), str(RECIPES / f"{recipe}.yaml")])
-        config = p.get()
+        config = config_parser([TRAIN, RECIPES / f"{recipe}.yaml"]).get()
         assert "@constraint_monitor" in config["recipe_handlers"], recipe
         assert config["recipe_state"]["constraint_monitor"] == "@constraint_monitor", recipe
         assert config["constraint_monitor"]["output_dir"] == "@run_dir", recipe

@@ -15,14 +15,13 @@ volumes (``VolumeBatchSampler``), hence another number of iterations per epoch (
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from acdc_recipes import run_recipe  # noqa: E402
+from acdc_recipes import recipe_parser, run_recipe  # noqa: E402
 
 DEFAULT_RECIPES = [
     "tags_3d_log_barrier",
@@ -76,18 +75,7 @@ def format_table(rows: list[dict]) -> str:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--dataset_dir", required=True)
-    parser.add_argument("--output_dir", default="runs/bench_acdc")
-    parser.add_argument("--recipes", nargs="+", default=DEFAULT_RECIPES, help="recipes to train if not done yet")
-    parser.add_argument("--profile", default=None, help="a file name under configs/profiles, without .yaml")
-    parser.add_argument("--max_epochs", type=int, default=20)
-    parser.add_argument("--spatial_size", type=int, default=128)
-    parser.add_argument("--batch_size", type=int, default=16)
-    parser.add_argument("--learning_rate", type=float, default=0.002)
-    parser.add_argument("--num_validation", type=int, default=20)
-    parser.add_argument("--seed", type=int, default=0)
-    args = parser.parse_args(argv)
+    args = recipe_parser(__doc__, DEFAULT_RECIPES, "recipes to train if not done yet").parse_args(argv)
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S"
     )

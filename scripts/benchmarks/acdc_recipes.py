@@ -37,6 +37,24 @@ CLASSES = ("rv", "myo", "lv")
 logger = logging.getLogger("benchmark.acdc")
 
 
+def recipe_parser(
+    description: str, default_recipes: list[str], recipes_help: str | None = None
+) -> argparse.ArgumentParser:
+    """The command line of :func:`run_recipe`: dataset and output folders, recipes, profile and training budget."""
+    parser = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--dataset_dir", required=True)
+    parser.add_argument("--output_dir", default="runs/bench_acdc")
+    parser.add_argument("--recipes", nargs="+", default=default_recipes, help=recipes_help)
+    parser.add_argument("--profile", default=None, help="a file name under configs/profiles, without .yaml")
+    parser.add_argument("--max_epochs", type=int, default=20)
+    parser.add_argument("--spatial_size", type=int, default=128)
+    parser.add_argument("--batch_size", type=int, default=16)
+    parser.add_argument("--learning_rate", type=float, default=0.002)
+    parser.add_argument("--num_validation", type=int, default=20)
+    parser.add_argument("--seed", type=int, default=0)
+    return parser
+
+
 def run_recipe(recipe: str, args: argparse.Namespace) -> dict:
     out = Path(args.output_dir).resolve() / recipe
     out.mkdir(parents=True, exist_ok=True)
@@ -91,18 +109,7 @@ def format_table(rows: list[dict]) -> str:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--dataset_dir", required=True)
-    parser.add_argument("--output_dir", default="runs/bench_acdc")
-    parser.add_argument("--recipes", nargs="+", default=DEFAULT_RECIPES)
-    parser.add_argument("--profile", default=None, help="a file name under configs/profiles, without .yaml")
-    parser.add_argument("--max_epochs", type=int, default=20)
-    parser.add_argument("--spatial_size", type=int, default=128)
-    parser.add_argument("--batch_size", type=int, default=16)
-    parser.add_argument("--learning_rate", type=float, default=0.002)
-    parser.add_argument("--num_validation", type=int, default=20)
-    parser.add_argument("--seed", type=int, default=0)
-    args = parser.parse_args(argv)
+    args = recipe_parser(__doc__, DEFAULT_RECIPES).parse_args(argv)
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S"
     )

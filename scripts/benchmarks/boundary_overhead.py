@@ -22,24 +22,19 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import time
+import sys
 from pathlib import Path
 
 import numpy as np
 import torch
-from monai.bundle import ConfigParser
 from monai.losses import GeneralizedDiceLoss, HausdorffDTLoss
 
 from wss_monai.losses import BoundaryLoss, CompositeLoss, TargetLoss
 from wss_monai.transforms import SignedDistanceMap
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def reference_network() -> torch.nn.Module:
-    parser = ConfigParser()
-    parser.read_config(str(ROOT / "bundles/isles/configs/train.yaml"))
-    return parser.get_parsed_content("network_def", instantiate=True)
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _timing import reference_network, time_variants  # noqa: E402
 
 
 def make_batch(batch_size: int, size: int, channels: int, seed: int = 0) -> dict:
@@ -83,16 +78,6 @@ def variants() -> dict[str, torch.nn.Module]:
     }
 
 
-def time_steps(network, optimizer, loss, batch, steps: int) -> float:
-    start = time.perf_counter()
-    for _ in range(steps):
-        optimizer.zero_grad(set_to_none=True)
-        out = loss(network(batch["image"]), batch)
-        out["loss"].backward()
-        optimizer.step()
-    return (time.perf_counter() - start) / steps
-
-
 def main(argv=None) -> str:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--batch_size", type=int, default=8)
@@ -103,16 +88,11 @@ def main(argv=None) -> str:
     args = parser.parse_args(argv)
     torch.manual_seed(0)
     torch.set_num_threads(args.threads)
-    network = reference_network()
+    network = reference_network(ROOT / "bundles/isles/configs/train.yaml")
     optimizer = torch.optim.AdamW(network.parameters(), lr=1e-4)
     batch = make_batch(args.batch_size, args.size, channels=network.model[0].conv.unit0.conv.in_channels)
     losses = variants()
-    times: dict[str, list[float]] = {name: [] for name in losses}
-    for loss in losses.values():  # warm-up
-        time_steps(network, optimizer, loss, batch, 1)
-    for _ in range(args.rounds):
-        for name, loss in losses.items():
-            times[name].append(time_steps(network, optimizer, loss, batch, args.steps))
+    times = time_variants(network, optimizer, losses, batch, args.rounds, args.steps)
     base = statistics.median(times["GDL"])
     lines = [
         f"batch {args.batch_size} x {args.size}x{args.size}, isles bundle U-Net, {args.threads} threads, "

@@ -20,31 +20,24 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import time
+import sys
 from pathlib import Path
 
 import torch
-from monai.bundle import ConfigParser
 
 from wss_monai.handlers import hook_constraint_values
 from wss_monai.losses import CompositeLoss, InequalityConstraintLoss, PartialCrossEntropyLoss
 from wss_monai.losses.inequality import INEQUALITY_MODES, fractional_moment
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def reference_network() -> torch.nn.Module:
-    parser = ConfigParser()
-    parser.read_config(str(ROOT / "bundles/acdc/configs/train.yaml"))
-    return parser.get_parsed_content("network_def", instantiate=True)
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _timing import loss_only_medians, random_scribbles, reference_network, time_variants  # noqa: E402
 
 
 def make_batch(batch_size: int, size: int, num_classes: int, maps: torch.Tensor, seed: int = 0) -> dict:
     """Images, 1 % scribbles, and bounds ``(B, C, M, 2)``: a random reference's moments ± 5 %."""
     g = torch.Generator().manual_seed(seed)
-    scribble = torch.full((batch_size, 1, size, size), -1)
-    mask = torch.rand(batch_size, 1, size, size, generator=g) < 0.01
-    scribble[mask] = torch.randint(0, num_classes, (int(mask.sum()),), generator=g)
+    scribble = random_scribbles(batch_size, size, num_classes, g)
     reference = torch.softmax(4 * torch.randn(batch_size, num_classes, size, size, generator=g), 1)
     values = fractional_moment(reference, maps[None])  # (B, C, M)
     bounds = torch.stack([values * 0.95, values * 1.05], -1)
@@ -77,24 +70,6 @@ def variants(num_classes: int, maps: torch.Tensor, batch: dict) -> tuple[dict[st
     return losses, hooks
 
 
-def time_steps(network, optimizer, loss, batch, steps: int) -> float:
-    start = time.perf_counter()
-    for _ in range(steps):
-        optimizer.zero_grad(set_to_none=True)
-        out = loss(network(batch["image"]), batch)
-        out["loss"].backward()
-        optimizer.step()
-    return (time.perf_counter() - start) / steps
-
-
-def time_loss_only(loss, logits, batch, steps: int) -> float:
-    start = time.perf_counter()
-    for _ in range(steps):
-        x = logits.detach().requires_grad_()
-        loss(x, batch)["loss"].backward()
-    return (time.perf_counter() - start) / steps
-
-
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rounds", type=int, default=7)
@@ -107,24 +82,14 @@ def main(argv: list[str] | None = None) -> None:
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     num_classes = 4
-    network = reference_network()
+    network = reference_network(ROOT / "bundles/acdc/configs/train.yaml")
     optimizer = torch.optim.AdamW(network.parameters(), lr=1e-5)
     maps = torch.rand(args.maps, args.size, args.size, generator=torch.Generator().manual_seed(1))
     batch = make_batch(args.batch_size, args.size, num_classes, maps)
     losses, _ = variants(num_classes, maps, batch)
     constraints = args.batch_size * num_classes * args.maps * 2
-    for loss in losses.values():  # warm-up
-        time_steps(network, optimizer, loss, batch, 1)
-    times: dict[str, list[float]] = {name: [] for name in losses}
-    for _ in range(args.rounds):
-        for name, loss in losses.items():
-            times[name].append(time_steps(network, optimizer, loss, batch, args.steps))
-    with torch.no_grad():
-        logits = network(batch["image"])
-    loss_only = {
-        name: statistics.median(time_loss_only(loss, logits, batch, args.steps) for _ in range(args.rounds))
-        for name, loss in losses.items()
-    }
+    times = time_variants(network, optimizer, losses, batch, args.rounds, args.steps)
+    loss_only = loss_only_medians(network, losses, batch, args.rounds, args.steps)
     base = statistics.median(times["pCE"])
     print(
         f"torch {torch.__version__}, {torch.get_num_threads()} thread(s), {args.rounds} rounds x {args.steps} steps "

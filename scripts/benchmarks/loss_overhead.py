@@ -13,28 +13,21 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import time
+import sys
 from pathlib import Path
 
 import torch
-from monai.bundle import ConfigParser
 
 from wss_monai.losses import CompositeLoss, PartialCrossEntropyLoss, SizeConstraintLoss
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def reference_network(num_classes: int = 4) -> torch.nn.Module:
-    parser = ConfigParser()
-    parser.read_config(str(ROOT / "bundles/acdc/configs/train.yaml"))
-    return parser.get_parsed_content("network_def", instantiate=True)
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _timing import loss_only_medians, random_scribbles, reference_network, time_variants  # noqa: E402
 
 
 def make_batch(batch_size: int, size: int, num_classes: int, seed: int = 0) -> dict:
     g = torch.Generator().manual_seed(seed)
-    scribble = torch.full((batch_size, 1, size, size), -1)
-    mask = torch.rand(batch_size, 1, size, size, generator=g) < 0.01
-    scribble[mask] = torch.randint(0, num_classes, (int(mask.sum()),), generator=g)
+    scribble = random_scribbles(batch_size, size, num_classes, g)
     lower = torch.rand(batch_size, num_classes, generator=g) * size * size / (2 * num_classes)
     bounds = torch.stack([lower, lower * 1.2], -1)
     return {"image": torch.randn(batch_size, 1, size, size, generator=g), "scribble": scribble, "bounds": bounds}
@@ -59,43 +52,15 @@ def variants(num_classes: int) -> dict[str, torch.nn.Module]:
     }
 
 
-def time_steps(network, optimizer, loss, batch, steps: int) -> float:
-    start = time.perf_counter()
-    for _ in range(steps):
-        optimizer.zero_grad(set_to_none=True)
-        out = loss(network(batch["image"]), batch)
-        out["loss"].backward()
-        optimizer.step()
-    return (time.perf_counter() - start) / steps
-
-
-def time_loss_only(loss, logits, batch, steps: int) -> float:
-    start = time.perf_counter()
-    for _ in range(steps):
-        x = logits.detach().requires_grad_()
-        loss(x, batch)["loss"].backward()
-    return (time.perf_counter() - start) / steps
-
-
 def run_setting(batch_size: int, size: int, rounds: int, steps: int, num_classes: int = 4) -> list[str]:
     torch.manual_seed(0)
-    network = reference_network(num_classes)
+    network = reference_network(ROOT / "bundles/acdc/configs/train.yaml")
     optimizer = torch.optim.AdamW(network.parameters(), lr=1e-4)
     batch = make_batch(batch_size, size, num_classes)
     losses = variants(num_classes)
     constraints = batch_size * num_classes * 2
-    for loss in losses.values():  # warm-up
-        time_steps(network, optimizer, loss, batch, 1)
-    times: dict[str, list[float]] = {name: [] for name in losses}
-    for _ in range(rounds):
-        for name, loss in losses.items():
-            times[name].append(time_steps(network, optimizer, loss, batch, steps))
-    with torch.no_grad():
-        logits = network(batch["image"])
-    loss_only = {
-        name: statistics.median(time_loss_only(loss, logits, batch, steps) for _ in range(rounds))
-        for name, loss in losses.items()
-    }
+    times = time_variants(network, optimizer, losses, batch, rounds, steps)
+    loss_only = loss_only_medians(network, losses, batch, rounds, steps)
     base = statistics.median(times["pCE"])
     rows = []
     for name in losses:

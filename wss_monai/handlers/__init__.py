@@ -1,5 +1,5 @@
 from wss_monai.handlers.boundary_schedule import BOUNDARY_SCHEDULE_MODES, BoundaryWeightSchedule
-from wss_monai.handlers.case_metrics import CaseMetricsWriter, summarise_rows
+from wss_monai.handlers.case_metrics import CaseMetricsWriter, PerCaseMetricsWriter, summarise_rows
 from wss_monai.handlers.constraint_monitor import ConstraintMonitor
 from wss_monai.handlers.lagrangian import DualAscentHandler, hook_constraint_values
 from wss_monai.handlers.lesion_case_metrics import LESION_COLUMNS, LesionMetricsWriter
@@ -19,6 +19,7 @@ __all__ = [
     "LesionMetricsWriter",
     "LogBarrierScheduler",
     "LossTermsLogger",
+    "PerCaseMetricsWriter",
     "TrainingProgressBar",
     "hook_constraint_values",
     "summarise_rows",

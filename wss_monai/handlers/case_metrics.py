@@ -15,7 +15,7 @@ from monai.data import MetaTensor
 
 from wss_monai.metrics.volume import spacing_from_affine, volume_metrics
 
-__all__ = ["CaseMetricsWriter", "summarise_rows"]
+__all__ = ["CaseMetricsWriter", "PerCaseMetricsWriter", "summarise_rows"]
 
 
 def _class_map(x: torch.Tensor) -> torch.Tensor:
@@ -38,7 +38,112 @@ def summarise_rows(rows: Sequence[dict], metric_names: Sequence[str]) -> dict[st
     return summary
 
 
-class CaseMetricsWriter:
+class PerCaseMetricsWriter:
+    """Shared machinery of the per-case metric writers of an evaluator.
+
+    Collects one row per case from the evaluator's decollated output (``pred`` and ``label`` in the
+    label's own space, class maps ``(1, H, W, D)`` or one-hot ``(C, H, W, D)``; the label a
+    :class:`~monai.data.MetaTensor` whose affine gives the spacing), names each case from
+    ``case_keys`` of the batch or the label's file name, and when the evaluation ends summarises the
+    rows (mean/std/count per metric, NaN left out), logs the table and writes ``metrics.csv`` (one
+    row per case) and ``summary.json``.
+
+    Subclasses give :meth:`case_metrics` (the metrics of one case), :meth:`publish` (what goes to
+    ``engine.state.metrics`` and ``summary.json``), and the events ``start_event`` / ``end_event``
+    that clear and write the rows.
+
+    Args:
+        output_dir: folder for the CSV and JSON files; ``None`` writes nothing to disk.
+        case_keys: batch keys whose values name a case.
+        pred_key, label_key: keys of the evaluator output.
+        name: logger name.
+    """
+
+    start_event = Events.STARTED
+    end_event = Events.COMPLETED
+    headline = "foreground"
+    """Word of the logged "mean <headline> Dice" line."""
+
+    def __init__(
+        self,
+        output_dir: str | None,
+        case_keys: Sequence[str],
+        pred_key: str = "pred",
+        label_key: str = "label",
+        name: str = "wss_monai.case_metrics",
+    ) -> None:
+        self.output_dir = None if output_dir is None else Path(output_dir)
+        self.case_keys, self.pred_key, self.label_key = list(case_keys), pred_key, label_key
+        self.logger = logging.getLogger(name)
+        self.rows: list[dict] = []
+
+    def attach(self, engine: Engine) -> None:
+        engine.add_event_handler(self.start_event, lambda e: self.rows.clear())
+        engine.add_event_handler(Events.ITERATION_COMPLETED, self._collect)
+        engine.add_event_handler(self.end_event, self._write)
+
+    def case_name_from_batch(self, item: dict) -> str | None:
+        """The case name from the batch item's ``case_keys`` (all present ones joined by ``_``), or ``None``."""
+        parts = [str(item[k]) for k in self.case_keys if isinstance(item, dict) and k in item]
+        return "_".join(parts) if parts else None
+
+    def _case_name(self, item: dict, label: torch.Tensor, index: int) -> str:
+        name = self.case_name_from_batch(item)
+        if name is not None:
+            return name
+        if isinstance(label, MetaTensor) and "filename_or_obj" in label.meta:
+            return Path(str(label.meta["filename_or_obj"])).name.split(".")[0]
+        return f"case{index:04d}"
+
+    def case_metrics(self, pred: torch.Tensor, label: torch.Tensor, spacing: Sequence[float]) -> dict[str, float]:
+        """Metrics of one case from integer class maps ``pred`` and ``label`` ``(H, W, D)`` and the spacing (mm)."""
+        raise NotImplementedError
+
+    def publish(self, engine: Engine, names: list[str], summary: dict[str, dict[str, float]]) -> dict:
+        """Puts the summary in ``engine.state.metrics``; returns the ``summary.json`` payload (with ``mean_dice``)."""
+        raise NotImplementedError
+
+    def _collect(self, engine: Engine) -> None:
+        outputs = engine.state.output if isinstance(engine.state.output, list) else [engine.state.output]
+        batch = engine.state.batch if isinstance(engine.state.batch, list) else [{}] * len(outputs)
+        for item, output in zip(batch, outputs):
+            label = output[self.label_key]
+            if not isinstance(label, MetaTensor):
+                raise TypeError(f"{type(self).__name__} needs the label as a MetaTensor carrying its affine (spacing)")
+            spacing = spacing_from_affine(label.affine)
+            metrics = self.case_metrics(_class_map(output[self.pred_key]), _class_map(label), spacing)
+            self.rows.append({"case": self._case_name(item, label, len(self.rows)), **metrics})
+
+    def metric_names(self) -> list[str]:
+        return [k for k in self.rows[0] if k != "case"] if self.rows else []
+
+    def _write(self, engine: Engine) -> None:
+        if not self.rows:
+            self.logger.warning("no case was evaluated")
+            return
+        names = self.metric_names()
+        summary = summarise_rows(self.rows, names)
+        payload = self.publish(engine, names, summary)
+        lines = [f"{'metric':<14}{'mean':>10}{'std':>10}{'n':>5}"]
+        lines += [
+            f"{n:<14}{summary[n]['mean']:>10.4f}{summary[n]['std']:>10.4f}{summary[n]['count']:>5d}" for n in names
+        ]
+        self.logger.info(
+            "%d cases, mean %s Dice %.4f\n%s", len(self.rows), self.headline, payload["mean_dice"], "\n".join(lines)
+        )
+        if self.output_dir is None:
+            return
+        self.output_dir.mkdir(parents=True, exist_ok=True)
+        with open(self.output_dir / "metrics.csv", "w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=["case", *names])
+            writer.writeheader()
+            for row in self.rows:
+                writer.writerow({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in row.items()})
+        (self.output_dir / "summary.json").write_text(json.dumps(payload, indent=2, allow_nan=True))
+        self.logger.info("wrote %s and %s", self.output_dir / "metrics.csv", self.output_dir / "summary.json")
+
+
+class CaseMetricsWriter(PerCaseMetricsWriter):
     """Computes 3D Dice and HD95 (mm, from the label's affine) for each case an evaluator sees.
 
     Reads the evaluator's decollated output (``pred`` and ``label`` in the label's own space, as
@@ -64,49 +169,17 @@ class CaseMetricsWriter:
         label_key: str = "label",
         name: str = "wss_monai.case_metrics",
     ) -> None:
-        self.output_dir = None if output_dir is None else Path(output_dir)
+        super().__init__(output_dir, case_keys, pred_key, label_key, name)
         self.class_names = list(class_names)
         self.hd95 = hd95
-        self.case_keys, self.pred_key, self.label_key = list(case_keys), pred_key, label_key
-        self.logger = logging.getLogger(name)
-        self.rows: list[dict] = []
 
-    def attach(self, engine: Engine) -> None:
-        engine.add_event_handler(Events.STARTED, lambda e: self.rows.clear())
-        engine.add_event_handler(Events.ITERATION_COMPLETED, self._collect)
-        engine.add_event_handler(Events.COMPLETED, self._write)
+    def case_metrics(self, pred: torch.Tensor, label: torch.Tensor, spacing: Sequence[float]) -> dict[str, float]:
+        metrics = volume_metrics(pred, label, self.class_names, spacing)
+        if not self.hd95:
+            metrics = {k: v for k, v in metrics.items() if not k.startswith("hd95")}
+        return metrics
 
-    def _case_name(self, item: dict, output: dict, index: int) -> str:
-        parts = [str(item[k]) for k in self.case_keys if isinstance(item, dict) and k in item]
-        if parts:
-            return "_".join(parts)
-        label = output[self.label_key]
-        if isinstance(label, MetaTensor) and "filename_or_obj" in label.meta:
-            return Path(str(label.meta["filename_or_obj"])).name.split(".")[0]
-        return f"case{index:04d}"
-
-    def _collect(self, engine: Engine) -> None:
-        outputs = engine.state.output if isinstance(engine.state.output, list) else [engine.state.output]
-        batch = engine.state.batch if isinstance(engine.state.batch, list) else [{}] * len(outputs)
-        for item, output in zip(batch, outputs):
-            label = output[self.label_key]
-            if not isinstance(label, MetaTensor):
-                raise TypeError("CaseMetricsWriter needs the label as a MetaTensor carrying its affine (spacing)")
-            spacing = spacing_from_affine(label.affine)
-            metrics = volume_metrics(_class_map(output[self.pred_key]), _class_map(label), self.class_names, spacing)
-            if not self.hd95:
-                metrics = {k: v for k, v in metrics.items() if not k.startswith("hd95")}
-            self.rows.append({"case": self._case_name(item, output, len(self.rows)), **metrics})
-
-    def metric_names(self) -> list[str]:
-        return [k for k in self.rows[0] if k != "case"] if self.rows else []
-
-    def _write(self, engine: Engine) -> None:
-        if not self.rows:
-            self.logger.warning("no case was evaluated")
-            return
-        names = self.metric_names()
-        summary = summarise_rows(self.rows, names)
+    def publish(self, engine: Engine, names: list[str], summary: dict[str, dict[str, float]]) -> dict:
         dice_names = [n for n in names if n.startswith("dice_")]
         hd_names = [n for n in names if n.startswith("hd95_")]
         mean_dice = float(np.nanmean([summary[n]["mean"] for n in dice_names]))
@@ -115,22 +188,7 @@ class CaseMetricsWriter:
             engine.state.metrics["mean_hd95"] = float(np.nanmean([summary[n]["mean"] for n in hd_names]))
         for n in names:
             engine.state.metrics[n] = summary[n]["mean"]
-        lines = [f"{'metric':<14}{'mean':>10}{'std':>10}{'n':>5}"]
-        lines += [
-            f"{n:<14}{summary[n]['mean']:>10.4f}{summary[n]['std']:>10.4f}{summary[n]['count']:>5d}" for n in names
-        ]
-        self.logger.info("%d cases, mean foreground Dice %.4f\n%s", len(self.rows), mean_dice, "\n".join(lines))
-        if self.output_dir is None:
-            return
-        self.output_dir.mkdir(parents=True, exist_ok=True)
-        with open(self.output_dir / "metrics.csv", "w", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=["case", *names])
-            writer.writeheader()
-            for row in self.rows:
-                writer.writerow({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in row.items()})
         payload = {"num_cases": len(self.rows), "mean_dice": mean_dice, "metrics": summary}
         if hd_names:
             payload["mean_hd95"] = engine.state.metrics["mean_hd95"]
-        text = json.dumps(payload, indent=2, allow_nan=True)
-        (self.output_dir / "summary.json").write_text(text)
-        self.logger.info("wrote %s and %s", self.output_dir / "metrics.csv", self.output_dir / "summary.json")
+        return payload

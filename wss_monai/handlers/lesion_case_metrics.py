@@ -2,17 +2,13 @@
 
 from __future__ import annotations
 
-import csv
-import json
-import logging
-from pathlib import Path
+from collections.abc import Sequence
 
+import torch
 from ignite.engine import Engine, Events
-from monai.data import MetaTensor
 
-from wss_monai.handlers.case_metrics import _class_map, summarise_rows
+from wss_monai.handlers.case_metrics import PerCaseMetricsWriter
 from wss_monai.metrics.lesion import lesion_metrics
-from wss_monai.metrics.volume import spacing_from_affine
 
 __all__ = ["LESION_COLUMNS", "LesionMetricsWriter"]
 
@@ -20,7 +16,7 @@ LESION_COLUMNS = ("dice", "hd95", "avd", "recall", "precision", "f1", "n_gt_lesi
 """Columns of ``metrics.csv`` after ``case`` (HD95 in mm, AVD in %)."""
 
 
-class LesionMetricsWriter:
+class LesionMetricsWriter(PerCaseMetricsWriter):
     """Dice, HD95 (mm), AVD (%), lesion-wise recall, precision and F1 for each case an evaluator sees.
 
     Metrics of :func:`wss_monai.metrics.lesion.lesion_metrics` (Kuijf et al., IEEE TMI 2019), computed
@@ -41,6 +37,10 @@ class LesionMetricsWriter:
         pred_key, label_key: keys of the evaluator output: class maps ``(1, H, W, D)`` or one-hot.
     """
 
+    start_event = Events.EPOCH_STARTED
+    end_event = Events.EPOCH_COMPLETED
+    headline = "lesion"
+
     def __init__(
         self,
         output_dir: str | None,
@@ -53,77 +53,37 @@ class LesionMetricsWriter:
     ) -> None:
         if ignore_value is not None and ignore_value == lesion_class:
             raise ValueError(f"ignore_value must differ from lesion_class, got {ignore_value} for both")
-        self.output_dir = None if output_dir is None else Path(output_dir)
+        super().__init__(output_dir, case_keys, pred_key, label_key, name)
         self.lesion_class, self.ignore_value = int(lesion_class), ignore_value
-        self.case_keys, self.pred_key, self.label_key = list(case_keys), pred_key, label_key
-        self.logger = logging.getLogger(name)
-        self.rows: list[dict] = []
 
-    def attach(self, engine: Engine) -> None:
-        engine.add_event_handler(Events.EPOCH_STARTED, lambda e: self.rows.clear())
-        engine.add_event_handler(Events.ITERATION_COMPLETED, self._collect)
-        engine.add_event_handler(Events.EPOCH_COMPLETED, self._write)
-
-    def _case_name(self, item, label, index: int) -> str:
+    def case_name_from_batch(self, item: dict) -> str | None:
+        """The value of the first of ``case_keys`` in the batch item (first element of a list), or ``None``."""
         for key in self.case_keys:
             if isinstance(item, dict) and key in item:
                 value = item[key]
                 return str(value[0] if isinstance(value, (list, tuple)) else value)
-        if isinstance(label, MetaTensor) and "filename_or_obj" in label.meta:
-            return Path(str(label.meta["filename_or_obj"])).name.split(".")[0]
-        return f"case{index:04d}"
+        return None
 
-    def _collect(self, engine: Engine) -> None:
-        outputs = engine.state.output if isinstance(engine.state.output, list) else [engine.state.output]
-        batch = engine.state.batch if isinstance(engine.state.batch, list) else [{}] * len(outputs)
-        for item, output in zip(batch, outputs):
-            label = output[self.label_key]
-            if not isinstance(label, MetaTensor):
-                raise TypeError("LesionMetricsWriter needs the label as a MetaTensor carrying its affine (spacing)")
-            spacing = spacing_from_affine(label.affine)
-            lab, pred = _class_map(label).numpy(), _class_map(output[self.pred_key]).numpy()
-            if pred.shape != lab.shape:
-                raise ValueError(
-                    f"prediction {pred.shape} and label {lab.shape} differ: invert the preprocessing first"
-                )
-            ignore = None if self.ignore_value is None else lab == self.ignore_value
-            metrics = lesion_metrics(
-                pred == self.lesion_class, lab == self.lesion_class, spacing=spacing[: lab.ndim], ignore_mask=ignore
-            )
-            row = {"case": self._case_name(item, label, len(self.rows))}
-            row.update({k: metrics[k] for k in LESION_COLUMNS})
-            self.rows.append(row)
-
-    def _write(self, engine: Engine) -> None:
-        if not self.rows:
-            self.logger.warning("no case was evaluated")
-            return
-        summary = summarise_rows(self.rows, LESION_COLUMNS)
-        for name in LESION_COLUMNS:
-            engine.state.metrics[f"lesion_{name}"] = summary[name]["mean"]
-        lines = [f"{'metric':<14}{'mean':>10}{'std':>10}{'n':>5}"]
-        lines += [
-            f"{n:<14}{summary[n]['mean']:>10.4f}{summary[n]['std']:>10.4f}{summary[n]['count']:>5d}"
-            for n in LESION_COLUMNS
-        ]
-        self.logger.info(
-            "%d cases, mean lesion Dice %.4f\n%s", len(self.rows), summary["dice"]["mean"], "\n".join(lines)
+    def case_metrics(self, pred: torch.Tensor, label: torch.Tensor, spacing: Sequence[float]) -> dict[str, float]:
+        lab, pred = label.numpy(), pred.numpy()
+        if pred.shape != lab.shape:
+            raise ValueError(f"prediction {pred.shape} and label {lab.shape} differ: invert the preprocessing first")
+        ignore = None if self.ignore_value is None else lab == self.ignore_value
+        metrics = lesion_metrics(
+            pred == self.lesion_class, lab == self.lesion_class, spacing=spacing[: lab.ndim], ignore_mask=ignore
         )
-        if self.output_dir is None:
-            return
-        self.output_dir.mkdir(parents=True, exist_ok=True)
-        with open(self.output_dir / "metrics.csv", "w", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=["case", *LESION_COLUMNS])
-            writer.writeheader()
-            for row in self.rows:
-                writer.writerow({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in row.items()})
-        mean = {k: summary[k]["mean"] for k in LESION_COLUMNS}
-        payload = {
+        return {k: metrics[k] for k in LESION_COLUMNS}
+
+    def metric_names(self) -> list[str]:
+        return list(LESION_COLUMNS)
+
+    def publish(self, engine: Engine, names: list[str], summary: dict[str, dict[str, float]]) -> dict:
+        for name in names:
+            engine.state.metrics[f"lesion_{name}"] = summary[name]["mean"]
+        return {
             "num_cases": len(self.rows),
-            "mean_dice": mean["dice"],
-            "mean_hd95": mean["hd95"],
+            "mean_dice": summary["dice"]["mean"],
+            "mean_hd95": summary["hd95"]["mean"],
             "ignore_value": self.ignore_value,
             "metrics": summary,
         }
-        (self.output_dir / "summary.json").write_text(json.dumps(payload, indent=2, allow_nan=True))
-        self.logger.info("wrote %s and %s", self.output_dir / "metrics.csv", self.output_dir / "summary.json")

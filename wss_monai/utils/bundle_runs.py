@@ -19,10 +19,14 @@ __all__ = ["bundle_command", "run_logged"]
 logger = logging.getLogger(__name__)
 
 
-def bundle_command(run_id: str, configs: Sequence[str | Path], overrides: Mapping) -> list[str]:
-    """``python -m monai.bundle run <run_id>`` on a list of config files, each override as ``--key value``."""
+def bundle_command(run_id: str | None, configs: Sequence[str | Path], overrides: Mapping) -> list[str]:
+    """``python -m monai.bundle run <run_id>`` on a list of config files, each override as ``--key value``.
+
+    ``run_id=None`` leaves the run id out (MONAI then runs the id ``run``).
+    """
     files = "[" + ",".join(f"'{c}'" for c in configs) + "]"
-    command = [sys.executable, "-m", "monai.bundle", "run", run_id, "--config_file", files]
+    run = [] if run_id is None else [run_id]
+    command = [sys.executable, "-m", "monai.bundle", "run", *run, "--config_file", files]
     for key, value in overrides.items():
         command += [f"--{key}", str(value)]
     return command

@@ -1,0 +1,44 @@
+"""Shared pieces of the end-to-end bundle tests: the repository root, a small run size, bundle runs
+as subprocesses and in-process config parsers."""
+
+import os
+import subprocess
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+from monai.bundle import ConfigParser
+
+from wss_monai.utils.bundle_runs import bundle_command
+
+ROOT = Path(__file__).resolve().parents[1]
+SMALL = {"spatial_size": 32, "batch_size": 8, "max_epochs": 2, "val_interval": 1, "num_validation": 2}
+"""Overrides of every bundle run unless given otherwise: 32 x 32 slices, two epochs, two validation cases."""
+
+
+def run_bundle(
+    run_id: str | None,
+    configs: Sequence[str | Path],
+    cwd: str | Path,
+    check: bool = True,
+    base: Mapping = SMALL,
+    **overrides,
+) -> subprocess.CompletedProcess:
+    """``python -m monai.bundle run <run_id>`` on ``configs`` with ``base`` then ``overrides`` as ``--key value``.
+
+    One thread per run (``OMP_NUM_THREADS=1``), warnings off; ``run_id=None`` leaves the run id out.
+    With ``check`` a failed run raises an AssertionError quoting the end of its output.
+    """
+    command = bundle_command(run_id, configs, {**base, **overrides})
+    env = {**os.environ, "PYTHONWARNINGS": "ignore", "OMP_NUM_THREADS": "1"}
+    result = subprocess.run(command, cwd=cwd, capture_output=True, text=True, env=env)
+    if check and result.returncode:
+        raise AssertionError(f"bundle run failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}")
+    return result
+
+
+def config_parser(configs: Sequence[str | Path], **overrides) -> ConfigParser:
+    """A ConfigParser reading ``configs`` in order, each override set as ``parser[key] = value``."""
+    parser = ConfigParser()
+    parser.read_config([str(c) for c in configs])
+    parser.update(overrides)
+    return parser
