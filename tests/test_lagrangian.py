@@ -164,6 +164,31 @@ def test_handler_steps_once_per_epoch_and_checkpoints_multipliers():
     handler.detach()
 
 
+@pytest.mark.parametrize("mode", ["penalty", "lagrangian"])
+def test_hook_reuses_the_values_of_the_forward(mode, monkeypatch):
+    from wss_monai.handlers.lagrangian import hook_constraint_values
+
+    term = InequalityConstraintLoss(function="size", mode=mode, index_key=("volume_index", "slice_index"))
+    batch = _batch()
+    expected_z, expected_ids = term.constraint_values(torch.zeros(2, 2, 4, 4), batch)
+    seen = []
+    handle = hook_constraint_values(term, lambda z, ids: seen.append((z, ids)))
+
+    def no_second_evaluation(*args, **kwargs):
+        raise AssertionError("constraint_values evaluated again")
+
+    monkeypatch.setattr(term, "constraint_values", no_second_evaluation)
+    logits = torch.zeros(2, 2, 4, 4, requires_grad=True)
+    term(logits, batch).backward()
+    assert len(seen) == 1
+    assert torch.allclose(seen[0][0], expected_z) and torch.equal(seen[0][1], expected_ids)
+    assert not seen[0][0].requires_grad
+    with torch.no_grad():  # evaluation: nothing recorded, nothing kept
+        term(logits, batch)
+    assert len(seen) == 1 and term.recorded_values() is None
+    handle.remove()
+
+
 # ----------------------------------------------------------------------------- Lagrangian proposals
 
 

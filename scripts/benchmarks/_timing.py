@@ -16,6 +16,7 @@ from monai.bundle import ConfigParser
 
 __all__ = [
     "loss_only_medians",
+    "paired_ratios",
     "random_scribbles",
     "reference_network",
     "time_loss_only",
@@ -60,14 +61,31 @@ def time_loss_only(loss, logits: torch.Tensor, batch: dict, steps: int) -> float
 
 
 def time_variants(network, optimizer, losses: dict, batch: dict, rounds: int, steps: int) -> dict[str, list[float]]:
-    """Seconds per step of each loss, one value per round: one warm-up step each, then the losses in turn."""
+    """Seconds per step of each loss, one value per round: one warm-up step each, then the losses in turn.
+
+    Each round starts one variant later than the one before (a rotation), so that no variant always
+    runs right after the same other one.
+    """
     for loss in losses.values():  # warm-up
         time_steps(network, optimizer, loss, batch, 1)
-    times: dict[str, list[float]] = {name: [] for name in losses}
-    for _ in range(rounds):
-        for name, loss in losses.items():
-            times[name].append(time_steps(network, optimizer, loss, batch, steps))
+    names = list(losses)
+    times: dict[str, list[float]] = {name: [] for name in names}
+    for r in range(rounds):
+        shift = r % len(names)
+        for name in names[shift:] + names[:shift]:
+            times[name].append(time_steps(network, optimizer, losses[name], batch, steps))
     return times
+
+
+def paired_ratios(times: dict[str, list[float]], reference: str) -> dict[str, float]:
+    """Median over rounds of each variant's time divided by the reference's time in the same round.
+
+    Pairing by round cancels the slow drifts of a shared machine that a ratio of two medians keeps.
+    """
+    return {
+        name: statistics.median(t / b for t, b in zip(values, times[reference], strict=True))
+        for name, values in times.items()
+    }
 
 
 def loss_only_medians(network, losses: dict, batch: dict, rounds: int, steps: int) -> dict[str, float]:

@@ -1,10 +1,11 @@
 """Dual ascent for the Lagrangian constraint losses: one multiplier step per epoch, saved in checkpoints.
 
 The constraint values of an epoch are recorded by a forward hook on each Lagrangian loss term: after
-the term's ``forward`` (which itself changes nothing), the hook evaluates ``constraint_values`` on the
-detached logits under ``torch.no_grad()`` and hands them to the term's ``accumulate_duals``. It records
-only when the logits require a gradient, i.e. during training, not in an evaluator running the same
-loss under ``no_grad``. The hook costs one more softmax and a few sums per batch, no network pass.
+the term's ``forward`` (which itself changes no multiplier), the hook takes the constraint values that
+forward computed (``recorded_values()``, detached) and hands them to the term's ``accumulate_duals``.
+It records only when the logits require a gradient, i.e. during training, not in an evaluator running
+the same loss under ``no_grad``. A module without ``recorded_values`` gets ``constraint_values``
+evaluated again on the detached logits, under ``torch.no_grad()``.
 """
 
 from __future__ import annotations
@@ -24,9 +25,10 @@ LAGRANGIAN_MODES = ("lagrangian", "relu_lagrangian")
 def hook_constraint_values(module: nn.Module, callback: Callable[[torch.Tensor, torch.Tensor], None]):
     """Calls ``callback(z, ids)`` with ``module.constraint_values(logits, batch)`` after each training forward.
 
-    ``module`` is called as ``module(logits, batch)``; the values are computed on ``logits.detach()``
-    under ``torch.no_grad()``, and only when ``logits.requires_grad``. Returns the hook handle
-    (``handle.remove()`` detaches it).
+    ``module`` is called as ``module(logits, batch)``; only when ``logits.requires_grad`` with
+    gradients enabled. The values are those the forward computed (``module.recorded_values()``, when
+    the module keeps them), else computed again on ``logits.detach()`` under ``torch.no_grad()``.
+    Returns the hook handle (``handle.remove()`` detaches it).
     """
     if not callable(getattr(module, "constraint_values", None)):
         raise TypeError(f"{type(module).__name__} has no constraint_values(logits, batch) method")
@@ -34,10 +36,13 @@ def hook_constraint_values(module: nn.Module, callback: Callable[[torch.Tensor, 
     def hook(mod, args, kwargs, output):
         logits = args[0] if args else kwargs.get("logits")
         batch = args[1] if len(args) > 1 else kwargs.get("batch")
-        if not isinstance(logits, torch.Tensor) or not logits.requires_grad:
+        if not isinstance(logits, torch.Tensor) or not (logits.requires_grad and torch.is_grad_enabled()):
             return
-        with torch.no_grad():
-            z, ids = mod.constraint_values(logits.detach(), batch)
+        recorded = mod.recorded_values() if callable(getattr(mod, "recorded_values", None)) else None
+        if recorded is None:
+            with torch.no_grad():
+                recorded = mod.constraint_values(logits.detach(), batch)
+        z, ids = recorded
         callback(z.detach(), ids)
 
     return module.register_forward_hook(hook, with_kwargs=True)

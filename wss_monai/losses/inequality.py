@@ -265,6 +265,13 @@ def _group_first(inverse: torch.Tensor, num_groups: int) -> torch.Tensor:
     return first.scatter_reduce(0, inverse, torch.arange(num_images, device=inverse.device), "amin")
 
 
+def _constraint_ids(keys: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+    """Ids ``key · K + local`` ``(G, C', M, 2)`` of the constraints ``z``, with ``K = C'·M·2``."""
+    per_item = math.prod(z.shape[1:])
+    local = torch.arange(per_item, device=z.device).reshape(z.shape[1:])
+    return keys.reshape(-1, 1, 1, 1) * per_item + local
+
+
 class InequalityConstraintLoss(WeakLoss):
     """Constraints ``lower ≤ f(S) ≤ upper`` on a constraint function of the softmax, read from the batch.
 
@@ -343,6 +350,7 @@ class InequalityConstraintLoss(WeakLoss):
         reduction: str = "mean",
     ) -> None:
         super().__init__(reduction=reduction)
+        self._recorded = None  # (z, ids, batch, num_images) of the last training forward; see recorded_values()
         if function not in CONSTRAINT_FUNCTIONS:
             raise ValueError(f"function must be one of {CONSTRAINT_FUNCTIONS}, got {function!r}")
         if mode not in INEQUALITY_MODES:
@@ -453,11 +461,7 @@ class InequalityConstraintLoss(WeakLoss):
         values = _finish(self.function, sums, order=self.order, eps=self.eps)  # (G, C', M)
         bounds = bounds.to(values.dtype)
         z = torch.stack([bounds[..., 0] - values, values - bounds[..., 1]], dim=-1)  # (G, C', M, 2)
-        ids = None
-        if with_ids:
-            per_item = math.prod(z.shape[1:])
-            local = torch.arange(per_item, device=z.device).reshape(z.shape[1:])
-            ids = keys.reshape(-1, 1, 1, 1) * per_item + local
+        ids = _constraint_ids(keys, z) if with_ids else None
         return z, ids
 
     def constraint_values(self, logits: torch.Tensor, batch: Mapping) -> tuple[torch.Tensor, torch.Tensor]:
@@ -468,6 +472,21 @@ class InequalityConstraintLoss(WeakLoss):
         ``index_key`` keys, or ``group_key`` with ``per="volume"``).
         """
         return self._evaluate(logits, batch, with_ids=True)
+
+    def recorded_values(self) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """``(z, ids)`` of the last forward on logits that require a gradient, detached, or ``None``.
+
+        The forward keeps its constraint values, so handlers that record every training batch (dual
+        ascent, constraint monitor) need not evaluate the constraints a second time; the ids are
+        computed here, on first request, from the batch of that forward.
+        """
+        if self._recorded is None:
+            return None
+        z, ids, batch, num_images = self._recorded
+        if ids is None:
+            ids = _constraint_ids(self._item_keys(batch, num_images, z.device), z)
+            self._recorded = (z, ids, batch, num_images)
+        return z, ids
 
     # -- multipliers -------------------------------------------------------------------------------
 
@@ -577,6 +596,8 @@ class InequalityConstraintLoss(WeakLoss):
     def forward(self, logits: torch.Tensor, batch: Mapping) -> torch.Tensor:
         lagrangian = self.mode in LAGRANGIAN_MODES
         z, ids = self._evaluate(logits, batch, with_ids=lagrangian)
+        training = logits.requires_grad and torch.is_grad_enabled()
+        self._recorded = (z.detach(), ids, batch, logits.shape[0]) if training else None
         if self.mode == "penalty":
             cost = quadratic_penalty(z)
         elif self.mode == "log_barrier":
