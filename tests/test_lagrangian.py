@@ -164,12 +164,14 @@ def test_handler_steps_once_per_epoch_and_checkpoints_multipliers():
     handler.detach()
 
 
+@pytest.mark.parametrize("per", ["image", "volume"])
 @pytest.mark.parametrize("mode", ["penalty", "lagrangian"])
-def test_hook_reuses_the_values_of_the_forward(mode, monkeypatch):
+def test_hook_reuses_the_values_of_the_forward(mode, per, monkeypatch):
     from wss_monai.handlers.lagrangian import hook_constraint_values
 
-    term = InequalityConstraintLoss(function="size", mode=mode, index_key=("volume_index", "slice_index"))
-    batch = _batch()
+    keys = {"index_key": ("volume_index", "slice_index")} if per == "image" else {"group_key": "volume_index"}
+    term = InequalityConstraintLoss(function="size", mode=mode, per=per, **keys)
+    batch = _batch() if per == "image" else _batch(volumes=(0, 1), upper=(12.0, 12.0))
     expected_z, expected_ids = term.constraint_values(torch.zeros(2, 2, 4, 4), batch)
     seen = []
     handle = hook_constraint_values(term, lambda z, ids: seen.append((z, ids)))

@@ -461,7 +461,7 @@ class InequalityConstraintLoss(WeakLoss):
         values = _finish(self.function, sums, order=self.order, eps=self.eps)  # (G, C', M)
         bounds = bounds.to(values.dtype)
         z = torch.stack([bounds[..., 0] - values, values - bounds[..., 1]], dim=-1)  # (G, C', M, 2)
-        ids = _constraint_ids(keys, z) if with_ids else None
+        ids = _constraint_ids(keys, z) if with_ids or keys is not None else None  # per volume: keys known
         return z, ids
 
     def constraint_values(self, logits: torch.Tensor, batch: Mapping) -> tuple[torch.Tensor, torch.Tensor]:
