@@ -69,3 +69,10 @@ def test_case_metrics_writer_writes_csv_and_summary(tmp_path):
     assert rows[0] == "case,dice_fg,hd95_fg" and rows[1].startswith("p1_frame01,0.75,2")
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert summary["num_cases"] == 2 and summary["metrics"]["dice_fg"]["std"] == pytest.approx(0.125)
+
+
+def test_per_case_writer_base_needs_its_metrics_and_publish():
+    from wss_monai.handlers.case_metrics import PerCaseMetricsWriter
+
+    with pytest.raises(TypeError, match="abstract"):
+        PerCaseMetricsWriter(output_dir=None, case_keys=[])

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import logging
+from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -38,7 +39,7 @@ def summarise_rows(rows: Sequence[dict], metric_names: Sequence[str]) -> dict[st
     return summary
 
 
-class PerCaseMetricsWriter:
+class PerCaseMetricsWriter(ABC):
     """Shared machinery of the per-case metric writers of an evaluator.
 
     Collects one row per case from the evaluator's decollated output (``pred`` and ``label`` in the
@@ -95,13 +96,13 @@ class PerCaseMetricsWriter:
             return Path(str(label.meta["filename_or_obj"])).name.split(".")[0]
         return f"case{index:04d}"
 
+    @abstractmethod
     def case_metrics(self, pred: torch.Tensor, label: torch.Tensor, spacing: Sequence[float]) -> dict[str, float]:
         """Metrics of one case from integer class maps ``pred`` and ``label`` ``(H, W, D)`` and the spacing (mm)."""
-        raise NotImplementedError
 
+    @abstractmethod
     def publish(self, engine: Engine, names: list[str], summary: dict[str, dict[str, float]]) -> dict:
         """Puts the summary in ``engine.state.metrics``; returns the ``summary.json`` payload (with ``mean_dice``)."""
-        raise NotImplementedError
 
     def _collect(self, engine: Engine) -> None:
         outputs = engine.state.output if isinstance(engine.state.output, list) else [engine.state.output]
