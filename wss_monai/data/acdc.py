@@ -40,6 +40,7 @@ __all__ = [
     "count_or_fraction",
     "find_acdc_cases",
     "make_acdc_datalist",
+    "make_split_datalist",
     "split_by_patient",
     "write_datalist",
     "main",
@@ -202,12 +203,29 @@ def make_acdc_datalist(
         cases = validate_cases(
             cases, num_classes=num_classes, scribble_unlabelled=scribble_unlabelled, on_empty_scribble="exclude"
         )
+    extra = {"scribble_unlabelled": scribble_unlabelled} if with_scribbles else {}
+    return make_split_datalist(cases, dataset_dir, output_json, num_validation, seed, **extra)
+
+
+def make_split_datalist(
+    cases: Sequence[dict],
+    dataset_dir: str | Path,
+    output_json: str | Path | None,
+    num_validation: int | float,
+    seed: int,
+    **extra,
+) -> dict:
+    """Splits ``cases`` by patient (:func:`split_by_patient`) and records how, then writes the JSON.
+
+    Returns:
+        ``{"training": [...], "validation": [...], "seed": int, "num_validation": int | float,
+        "dataset_dir": str, **extra}``; written to ``output_json`` unless it is ``None``.
+    """
     datalist = split_by_patient(cases, num_validation=num_validation, seed=seed)
     datalist["seed"] = int(seed)
     datalist["num_validation"] = num_validation.item() if hasattr(num_validation, "item") else num_validation
     datalist["dataset_dir"] = str(Path(dataset_dir).expanduser().resolve())
-    if with_scribbles:
-        datalist["scribble_unlabelled"] = scribble_unlabelled
+    datalist.update(extra)
     if output_json is not None:
         write_datalist(datalist, output_json)
     return datalist

@@ -50,7 +50,7 @@ import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from wss_monai.data.acdc import add_datalist_arguments, split_by_patient, write_datalist
+from wss_monai.data.acdc import add_datalist_arguments, make_split_datalist
 from wss_monai.data.checks import check_case
 
 __all__ = [
@@ -140,7 +140,7 @@ def find_isles_cases(
         subset: ``"TRAINING"`` or ``"TESTING"`` (no ``OT`` label, so no ``"label"`` key).
         modalities: channels of ``"image"``, in this order; every case must have all of them.
         patient_map: ``{case: patient}`` with cases as ``"case_12"`` or ``12``; slabs mapped to
-            the same patient stay on one side of :func:`split_by_patient`. Cases not in the map
+            the same patient stay on one side of :func:`wss_monai.data.acdc.split_by_patient`. Cases not in the map
             are their own patient (``"patient" == "case_N"``), which is the default for all.
 
     Returns:
@@ -267,14 +267,7 @@ def make_isles_datalist(
     cases = find_isles_cases(dataset_dir, subset="TRAINING", modalities=modalities, patient_map=patient_map)
     if check:
         cases = validate_multichannel_cases(cases, num_classes=2)
-    datalist = split_by_patient(cases, num_validation=num_validation, seed=seed)
-    datalist["seed"] = int(seed)
-    datalist["num_validation"] = num_validation.item() if hasattr(num_validation, "item") else num_validation
-    datalist["dataset_dir"] = str(Path(dataset_dir).expanduser().resolve())
-    datalist["modalities"] = list(modalities)
-    if output_json is not None:
-        write_datalist(datalist, output_json)
-    return datalist
+    return make_split_datalist(cases, dataset_dir, output_json, num_validation, seed, modalities=list(modalities))
 
 
 def main(argv: Sequence[str] | None = None) -> dict:

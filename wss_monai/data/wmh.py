@@ -52,7 +52,7 @@ from monai.config import KeysCollection
 from monai.transforms import MapTransform, Transform
 from monai.utils import TransformBackends
 
-from wss_monai.data.acdc import add_datalist_arguments, split_by_patient, write_datalist
+from wss_monai.data.acdc import add_datalist_arguments, make_split_datalist
 from wss_monai.data.isles import validate_multichannel_cases
 
 __all__ = [
@@ -145,15 +145,15 @@ def make_wmh_datalist(
     cases = find_wmh_cases(dataset_dir)
     if check:
         cases = validate_multichannel_cases(cases, num_classes=3)
-    datalist = split_by_patient(cases, num_validation=num_validation, seed=seed)
-    datalist["seed"] = int(seed)
-    datalist["num_validation"] = num_validation.item() if hasattr(num_validation, "item") else num_validation
-    datalist["dataset_dir"] = str(Path(dataset_dir).expanduser().resolve())
-    datalist["modalities"] = list(MODALITIES)
-    datalist["ignore_label"] = WMH_IGNORE_LABEL
-    if output_json is not None:
-        write_datalist(datalist, output_json)
-    return datalist
+    return make_split_datalist(
+        cases,
+        dataset_dir,
+        output_json,
+        num_validation,
+        seed,
+        modalities=list(MODALITIES),
+        ignore_label=WMH_IGNORE_LABEL,
+    )
 
 
 def _to_numpy(label: Any, name: str) -> np.ndarray:
