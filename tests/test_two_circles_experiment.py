@@ -127,6 +127,10 @@ def test_constrained_composite_joins_constraints_with_disjoint_ids():
     assert ids[1, :2].tolist() == [4, 6] and ids[1, 2:].tolist() == [9, 11, 13, 15]
     # the centroid has weight 0: the total is the size penalty alone, mean over images (0 + 9) / 2
     assert loss(logits, batch)["loss"].item() == pytest.approx(4.5)
+    assert loss.recorded_values() is None  # no gradient: nothing recorded
+    loss(logits.requires_grad_(), batch)
+    recorded_z, recorded_ids = loss.recorded_values()  # the values of that forward, without evaluating again
+    assert torch.equal(recorded_z, z) and torch.equal(recorded_ids, ids)
 
 
 def test_bad_arguments_raise_clear_errors(tmp_path):

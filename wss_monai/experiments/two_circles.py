@@ -121,14 +121,19 @@ class ConstrainedCompositeLoss(CompositeLoss):
             if not callable(getattr(self.terms[name], "constraint_values", None)):
                 raise TypeError(f"watched term {name!r} ({type(self.terms[name]).__name__}) has no constraint_values")
 
+    def _join(self, pairs: Sequence[tuple[torch.Tensor, torch.Tensor]]) -> tuple[torch.Tensor, torch.Tensor]:
+        values = [z.flatten(1) for z, _ in pairs]
+        ids = [i.flatten(1) * len(self.watch) + j for j, (_, i) in enumerate(pairs)]
+        return torch.cat(values, dim=1), torch.cat(ids, dim=1)
+
     def constraint_values(self, logits: torch.Tensor, batch: Mapping) -> tuple[torch.Tensor, torch.Tensor]:
         """``(z, ids)`` of every watched constraint, both ``(G, K)``; ``z ≤ 0`` where a constraint holds."""
-        values, ids = [], []
-        for j, name in enumerate(self.watch):
-            z, i = self.terms[name].constraint_values(logits, batch)
-            values.append(z.flatten(1))
-            ids.append(i.flatten(1) * len(self.watch) + j)
-        return torch.cat(values, dim=1), torch.cat(ids, dim=1)
+        return self._join([self.terms[name].constraint_values(logits, batch) for name in self.watch])
+
+    def recorded_values(self) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """The watched terms' values of the last training forward (every term runs in each forward), joined."""
+        pairs = [self.terms[name].recorded_values() for name in self.watch]
+        return None if any(pair is None for pair in pairs) else self._join(pairs)
 
 
 def _constraint_terms(mode: str, weights: Mapping[str, float], t0: float, multiplier_init: float) -> dict:
