@@ -154,6 +154,42 @@ def test_isles_patients_with_two_slabs(isles_root, isles_cases):
         assert np.allclose(a.affine[:2], b.affine[:2])
 
 
+def _changed(plain: dict, mimicked: dict) -> list[np.ndarray]:
+    """Per image channel, the voxels that differ between a case without and with mimics."""
+    return [~np.isclose(_data(a), _data(b), rtol=1e-4, atol=1e-4) for a, b in zip(plain["image"], mimicked["image"])]
+
+
+def test_isles_mimics_are_unlabelled_old_infarcts_far_from_lesions(isles_root, isles_cases, tmp_path):
+    root = make_isles_phantoms(tmp_path / "mimics", num_cases=NUM_CASES, seed=SEED, mimics=(3, 3))
+    mimicked = find_isles_cases(root)
+    for plain, case in zip(isles_cases, mimicked):
+        label = _data(case["label"])
+        assert np.array_equal(label, _data(plain["label"]))  # same labels, same lesion images
+        ct_changed, cbf_changed, _, _, tmax_changed = _changed(plain, case)
+        assert cbf_changed.any() and not tmax_changed.any()  # no perfusion delay in an old infarct
+        in_plane = ndimage.distance_transform_edt(label == 0, sampling=(1.0, 1.0, 1e3))  # same-slice distance
+        assert in_plane[cbf_changed | ct_changed].min() >= 3.0  # mimics (>= 6 voxels away) blurred by <= 3
+        ct, cbf = _data(case["image"][0]), _data(case["image"][1])
+        core = cbf_changed & (cbf < 0.7 * _data(plain["image"][1]))
+        assert core.any() and (ct[core] < _data(plain["image"][0])[core] - 5.0).mean() > 0.5  # hypodense
+        assert 1 <= ndimage.label(cbf_changed, FULL)[1] <= 3
+
+
+def test_wmh_mimics_are_flair_bright_grey_matter_spots(wmh_root, wmh_cases, tmp_path):
+    root = make_wmh_phantoms(tmp_path / "mimics", num_subjects=NUM_SUBJECTS, seed=SEED, mimics=(2, 6))
+    counts = []
+    for plain, case in zip(wmh_cases, find_wmh_cases(root)):
+        label = _data(case["label"])
+        assert np.array_equal(label, _data(plain["label"]))
+        flair_changed, t1_changed = _changed(plain, case)
+        assert flair_changed.any() and not t1_changed.any()  # bright on FLAIR only
+        assert (_data(case["image"][0])[flair_changed] > _data(plain["image"][0])[flair_changed]).all()
+        in_plane = ndimage.distance_transform_edt(label == 0, sampling=(1.0, 1.0, 1e3))
+        assert in_plane[flair_changed].min() >= 2.5  # mimics (>= 5 voxels away) blurred by < 3
+        counts.append(ndimage.label(flair_changed, FULL)[1])
+    assert max(counts) <= 6 and len(set(counts)) > 1
+
+
 def test_sites_and_bad_arguments(tmp_path):
     with pytest.raises(ValueError, match="num_cases must be an integer >= 1"):
         make_isles_phantoms(tmp_path, num_cases=0)
@@ -170,6 +206,9 @@ def test_sites_and_bad_arguments(tmp_path):
     for sites in ((), ("A", "A"), "Utrecht", ("../up",), ("/abs",)):
         with pytest.raises(ValueError, match="sites must"):
             make_wmh_phantoms(tmp_path, sites=sites)
+    for mimics in ((2, 1), (-1, 2), (1,), (0.5, 2), "ab"):
+        with pytest.raises(ValueError, match=r"mimics must be \(min, max\) integers"):
+            make_isles_phantoms(tmp_path, mimics=mimics)
     assert not any(tmp_path.iterdir())
 
 
@@ -178,6 +217,10 @@ def test_cli(tmp_path):
     assert [c["patient"] for c in find_wmh_cases(root)] == ["GE3T_0", "GE3T_1"]
     root = main(["--kind", "isles", "--output_dir", str(tmp_path / "i"), "--num_cases", "2"])
     assert len(find_isles_cases(root)) == 2
+    mimicked = main(["--kind", "isles", "--output_dir", str(tmp_path / "m"), "--num_cases", "2", "--mimics", "2", "2"])
+    for plain, case in zip(find_isles_cases(root), find_isles_cases(mimicked)):
+        assert np.array_equal(_data(plain["label"]), _data(case["label"]))
+        assert not np.array_equal(_data(plain["image"][1]), _data(case["image"][1]))
 
 
 def test_docstring_example_runs():

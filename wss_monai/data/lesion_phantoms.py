@@ -31,6 +31,14 @@ lesion. Case-level variety: the site (intensity scale, noise, bias strength, les
 site) and a lesion load (low 0.1-0.25 %, moderate 0.25-0.45 %, high 0.45-0.75 % of the voxels,
 label 1 capped at 0.8 %, label 2 at 0.15 %).
 
+**Mimics** (``mimics=(min, max)`` per slab or subject, off by default): unlabelled look-alikes placed
+at least 6 (ISLES) or 5 (WMH) voxels in-plane from every label, i.e. sources of *far-away* false
+positives, which is what the boundary loss is meant to suppress. ISLES: old infarcts, hypodense
+(10-20 HU lower) with CBF x 0.25-0.45 and CBV x 0.3-0.5 like the core, but no perfusion delay (MTT x
+0.95-1.15, Tmax unchanged), in either hemisphere. WMH: FLAIR-bright spots in the cortex and deep grey
+matter, as bright as the subject's lesions, normal on T1. They come from their own generator
+(``default_rng([seed, k, 2, slab])``), so labels and images elsewhere are identical with or without.
+
 Both: a smooth multiplicative bias field, partial-volume blur and Gaussian noise. Patient
 (subject) ``k`` is drawn from ``numpy.random.default_rng([seed, k])`` (ISLES: patient ``k``
 gives one or two consecutive cases), so the same seed gives identical arrays whatever
@@ -45,7 +53,7 @@ Example:
 
 Command line::
 
-    python -m wss_monai.data.lesion_phantoms --kind wmh --output_dir /tmp/wmh_phantoms --num_cases 20
+    python -m wss_monai.data.lesion_phantoms --kind wmh --output_dir /tmp/wmh_phantoms --num_cases 20 --mimics 4 10
 """
 
 from __future__ import annotations
@@ -86,6 +94,21 @@ class _LesionKind:
     max_lobes: int
     min_count: int
     max_count: int
+
+
+def _check_mimics(mimics: Sequence[int]) -> tuple[int, int]:
+    values = tuple(mimics) if not isinstance(mimics, (str, bytes)) else ()
+    if len(values) != 2 or any(isinstance(v, bool) or int(v) != v for v in values) or not 0 <= values[0] <= values[1]:
+        raise ValueError(f"mimics must be (min, max) integers with 0 <= min <= max, not {mimics!r}")
+    return int(values[0]), int(values[1])
+
+
+def _mimic_draw(seed: int, index: int, part: int, mimics: tuple[int, int]) -> tuple[np.random.Generator | None, int]:
+    """The mimics' own generator and count for subject/patient ``index``, slab ``part`` (``None``: none)."""
+    if mimics[1] == 0:
+        return None, 0
+    rng = np.random.default_rng([int(seed), int(index), 2, int(part)])
+    return rng, int(rng.integers(mimics[0], mimics[1] + 1))
 
 
 def _check_common(count_name: str, count: int, seed: int, spacing: Sequence[float]) -> None:
@@ -178,6 +201,32 @@ def _blend(base: np.ndarray, halo: np.ndarray, core: np.ndarray, halo_value, cor
     return base * (1.0 - w_halo - core) + halo_value * w_halo + core_value * core
 
 
+def _mimic_mask(
+    rng: np.random.Generator | None,
+    label: np.ndarray,
+    region: np.ndarray,
+    kind: _LesionKind,
+    clearance: Sequence[float],
+) -> np.ndarray:
+    """Unlabelled lesion mimics: ``kind.max_count`` separated blobs in ``region``, away from ``label``.
+
+    A mimic's centre lies at least ``clearance`` (voxels per axis, an ellipsoid) from every labelled
+    voxel, so a mimic is a *far* false-positive source, not a boundary one. Drawn from its own
+    generator (``None``: no mimics), so the labelled phantom is the same with or without them.
+    """
+    mimics = np.zeros(label.shape, bool)
+    if rng is None or kind.max_count == 0 or not label.any():
+        return mimics
+    distance = ndimage.distance_transform_edt(label == 0, sampling=[1.0 / c for c in clearance])
+    allowed = region & (distance >= 1.0)
+    if not allowed.any():
+        return mimics
+    scratch = (label > 0).astype(np.uint8)
+    noise = _smooth_noise(rng, label.shape, (1.0, 1.0, 0.5))
+    _add_lesions(rng, scratch, allowed.astype(float), allowed, noise, kind, np.inf, np.inf)
+    return scratch == kind.value
+
+
 # ----------------------------------------------------------------------------------------- ISLES
 
 
@@ -247,9 +296,14 @@ def _isles_tissue(rng: np.random.Generator, patient: dict, shape: Sequence[int],
 
 
 def _isles_slab(
-    rng: np.random.Generator, patient: dict, shape: Sequence[int], levels: np.ndarray
+    rng: np.random.Generator,
+    patient: dict,
+    shape: Sequence[int],
+    levels: np.ndarray,
+    mimic_rng: np.random.Generator | None = None,
+    num_mimics: int = 0,
 ) -> tuple[dict[str, np.ndarray], np.ndarray]:
-    """The five maps and the ``OT`` label of one slab."""
+    """The five maps and the ``OT`` label of one slab, with ``num_mimics`` old infarcts (unlabelled)."""
     nx, ny = shape
     nz = len(levels)
     tissue = _isles_tissue(rng, patient, shape, levels)
@@ -277,6 +331,17 @@ def _isles_slab(
     lesion = label.astype(np.float32)
     core = np.clip(ndimage.gaussian_filter(lesion, (0.5, 0.5, 0.0)) * 1.4, 0.0, 1.0) * parenchyma
     core = np.maximum(core, 0.8 * lesion)
+    old_kind = _LesionKind(3, kind.axes_low, kind.axes_high, max_lobes=3, min_count=0, max_count=num_mimics)
+    old = _mimic_mask(mimic_rng, label, parenchyma, old_kind, clearance=(6.0, 6.0, 1.5)).astype(np.float32)
+    old = np.maximum(np.clip(ndimage.gaussian_filter(old, (0.5, 0.5, 0.0)) * 1.4, 0.0, 1.0) * parenchyma, 0.8 * old)
+    if old.any():  # chronic infarct: hypodense, low CBF and CBV, but no perfusion delay (MTT, Tmax normal)
+        old_effect = {
+            "CT": mimic_rng.uniform(-20.0, -10.0),  # additive (HU)
+            "CT_CBF": mimic_rng.uniform(0.25, 0.45),  # multiplicative
+            "CT_CBV": mimic_rng.uniform(0.3, 0.5),
+            "CT_MTT": mimic_rng.uniform(0.95, 1.15),
+            "CT_Tmax": 1.0,
+        }
     halo = np.clip(ndimage.gaussian_filter(lesion, (2.5, 2.5, 0.4)) / 0.12, 0.0, 1.0) * parenchyma
     vessels = np.zeros(label.shape, np.float32)
     spots = np.flatnonzero(((tissue == GM) | (tissue == CSF)).ravel())
@@ -288,6 +353,9 @@ def _isles_slab(
     maps = {}
     for name in ISLES_MAPS:
         base = patient["values"][name][np.minimum(tissue, WM)].astype(np.float32)
+        if old.any():
+            changed = base + old_effect[name] if name == "CT" else base * old_effect[name]
+            base = base * (1.0 - old) + changed * old
         if name == "CT":
             image = _blend(base, halo, core, base, base + patient["core"][name])
         elif name == "CT_Tmax":
@@ -317,6 +385,7 @@ def make_isles_phantoms(
     shape: Sequence[int] = (64, 64),
     num_slices: Sequence[int] = (2, 8),
     spacing: Sequence[float] = (0.9, 0.9, 5.0),
+    mimics: Sequence[int] = (0, 0),
 ) -> Path:
     """Write synthetic CT perfusion slabs with small infarct lesions in the raw ISLES 2018 layout.
 
@@ -332,6 +401,10 @@ def make_isles_phantoms(
         shape: in-plane size ``(X, Y)`` (each >= 32).
         num_slices: ``(min, max)`` slices per slab (inclusive, ``1 <= min <= max <= 16``).
         spacing: voxel size in mm ``(x, y, z)``.
+        mimics: ``(min, max)`` unlabelled old infarcts per slab (hypodense, low CBF and CBV, no
+            perfusion delay), at least 6 voxels in-plane from any lesion, in either hemisphere:
+            far-away false-positive sources. Drawn from their own generator, so the labelled
+            phantom is the same for any ``mimics``.
 
     Returns:
         ``Path(output_dir)``, ready for :func:`wss_monai.data.isles.find_isles_cases`.
@@ -346,6 +419,7 @@ def make_isles_phantoms(
         raise ValueError(
             f"num_slices must be (min, max) with 1 <= min <= max <= {_ISLES_LEVELS // 2}, not {tuple(num_slices)}"
         )
+    mimics = _check_mimics(mimics)
     shape = (int(shape[0]), int(shape[1]))
     root = Path(output_dir)
     patients: dict[str, str] = {}
@@ -356,11 +430,11 @@ def make_isles_phantoms(
         sizes = rng.integers(num_slices[0], num_slices[1] + 1, size=2 if rng.random() < 0.35 else 1)
         start = int(rng.integers(0, _ISLES_LEVELS - int(sizes.sum()) + 1))
         origin = np.round(-np.array([*shape, _ISLES_LEVELS]) * np.array(spacing) / 2 + rng.uniform(-20, 20, 3), 3)
-        for nz in sizes:
+        for part, nz in enumerate(sizes):
             if case >= num_cases:
                 break
             levels = np.arange(start, start + nz)
-            maps, label = _isles_slab(rng, patient, shape, levels)
+            maps, label = _isles_slab(rng, patient, shape, levels, *_mimic_draw(seed, patient_index, part, mimics))
             affine = np.diag([*map(float, spacing), 1.0])
             affine[:3, 3] = origin + np.array([0.0, 0.0, start * float(spacing[2])])
             folder = root / "TRAINING" / f"case_{case + 1}"
@@ -396,9 +470,14 @@ _LOADS = {"low": (0.001, 0.0025), "moderate": (0.0025, 0.0045), "high": (0.0045,
 
 
 def _wmh_subject(
-    rng: np.random.Generator, shape: Sequence[int], site: dict
+    rng: np.random.Generator,
+    shape: Sequence[int],
+    site: dict,
+    mimic_rng: np.random.Generator | None = None,
+    num_mimics: int = 0,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """FLAIR, T1 (float32) and the WMH label (uint8: 0, 1, 2) of one subject."""
+    """FLAIR, T1 (float32) and the WMH label (uint8: 0, 1, 2) of one subject, with ``num_mimics``
+    unlabelled FLAIR-bright grey-matter spots."""
     nx, ny, nz = shape
     load = rng.choice(list(_LOADS), p=[0.4, 0.35, 0.25])
     atrophy = {"low": 0.9, "moderate": 1.1, "high": 1.35}[load] * rng.uniform(0.85, 1.15)
@@ -458,6 +537,10 @@ def _wmh_subject(
 
     lesion = np.clip(ndimage.gaussian_filter((label == 1).astype(np.float32), (0.4, 0.4, 0.0)) * 1.3, 0.0, 1.0)
     lesion = np.maximum(lesion, 0.85 * (label == 1)) * rng.uniform(0.8, 1.0)
+    grey = (tissue == GM) | (tissue == DEEP_GM)
+    spot_kind = _LesionKind(3, punctate.axes_low, punctate.axes_high, max_lobes=3, min_count=0, max_count=num_mimics)
+    spots = _mimic_mask(mimic_rng, label, grey, spot_kind, clearance=(5.0, 5.0, 1.5)).astype(np.float32)
+    spots = np.maximum(np.clip(ndimage.gaussian_filter(spots, (0.4, 0.4, 0.0)) * 1.3, 0.0, 1.0), 0.85 * spots)
     images = []
     #                      AIR  BONE  CSF   GM    WM   DEEP  SCALP
     for channel, (table, wmh, other_value, rim_value) in enumerate(
@@ -468,6 +551,8 @@ def _wmh_subject(
     ):
         image = table[tissue].astype(np.float32) * rng.uniform(0.97, 1.03)
         image = image + site["contrast"] * wmh * lesion + rim_value * rim
+        if channel == 0 and spots.any():  # FLAIR-bright, T1-normal: cortical / deep grey hyperintensities
+            image = image + site["contrast"] * wmh * spots * mimic_rng.uniform(0.9, 1.1)
         image[label == 2] = other_value
         image = ndimage.gaussian_filter(image, (0.6, 0.6, 0.3))  # partial volume
         bias = _bias_field(rng, shape[:2], nz).astype(np.float32) ** site["bias"]
@@ -483,6 +568,7 @@ def make_wmh_phantoms(
     shape: Sequence[int] = (64, 64, 24),
     spacing: Sequence[float] = (1.0, 1.0, 3.0),
     sites: Sequence[str] = ("Utrecht", "Singapore"),
+    mimics: Sequence[int] = (0, 0),
 ) -> Path:
     """Write synthetic FLAIR/T1 brains with small white matter hyperintensities in the raw WMH 2017 layout.
 
@@ -497,6 +583,10 @@ def make_wmh_phantoms(
         shape: volume size ``(X, Y, Z)`` (``X, Y >= 32``, ``Z >= 8``).
         spacing: voxel size in mm ``(x, y, z)``.
         sites: site folders, relative paths such as ``"Utrecht"`` or ``"Amsterdam/GE3T"``.
+        mimics: ``(min, max)`` unlabelled FLAIR-bright, T1-normal spots per subject in the cortex
+            and deep grey matter, at least 5 voxels in-plane from any label: far-away
+            false-positive sources. Drawn from their own generator, so the labelled phantom is the
+            same for any ``mimics``.
 
     Returns:
         ``Path(output_dir)``, ready for :func:`wss_monai.data.wmh.find_wmh_cases`.
@@ -513,13 +603,14 @@ def make_wmh_phantoms(
         parts = PurePosixPath(site).parts if isinstance(site, str) else ()
         if not parts or PurePosixPath(site).is_absolute() or any(p in ("..", ".") for p in parts):
             raise ValueError(f"sites must be relative folder paths such as 'Utrecht' or 'Amsterdam/GE3T', not {site!r}")
+    mimics = _check_mimics(mimics)
     shape = tuple(int(s) for s in shape)
     root = Path(output_dir)
     parameters = {site: _site_parameters(seed, site) for site in sites}
     for index in range(int(num_subjects)):
         site = sites[index % len(sites)]
         rng = np.random.default_rng([int(seed), index])
-        flair, t1, label = _wmh_subject(rng, shape, parameters[site])
+        flair, t1, label = _wmh_subject(rng, shape, parameters[site], *_mimic_draw(seed, index, 0, mimics))
         affine = np.diag([*map(float, spacing), 1.0])
         affine[:3, 3] = np.round(-np.array(shape) * np.array(spacing) / 2 + rng.uniform(-20.0, 20.0, 3), 3)
         folder = root / site / str(index)
@@ -541,11 +632,16 @@ def main(argv: Sequence[str] | None = None) -> Path:
     parser.add_argument("--num_cases", type=int, default=8, help="ISLES cases or WMH subjects")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--sites", nargs="+", default=["Utrecht", "Singapore"], help="WMH site folders")
+    parser.add_argument(
+        "--mimics", type=int, nargs=2, default=[0, 0], metavar=("MIN", "MAX"), help="unlabelled lesion mimics per case"
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     if args.kind == "isles":
-        return make_isles_phantoms(args.output_dir, num_cases=args.num_cases, seed=args.seed)
-    return make_wmh_phantoms(args.output_dir, num_subjects=args.num_cases, seed=args.seed, sites=args.sites)
+        return make_isles_phantoms(args.output_dir, num_cases=args.num_cases, seed=args.seed, mimics=args.mimics)
+    return make_wmh_phantoms(
+        args.output_dir, num_subjects=args.num_cases, seed=args.seed, sites=args.sites, mimics=args.mimics
+    )
 
 
 if __name__ == "__main__":
