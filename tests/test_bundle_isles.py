@@ -182,3 +182,49 @@ def test_bad_inputs_give_clear_errors(tmp_path):
     assert isinstance(error, ValueError) and re.search(
         r"label .*case_3.* has values \[3\] outside range\(2\)", str(error)
     )
+
+
+def _regional_reference(recipe: str, logits: torch.Tensor, label: torch.Tensor) -> torch.Tensor:
+    """The regional term of ``recipe`` computed directly with MONAI's loss (no ignore mask on ISLES)."""
+    from monai.losses import DiceCELoss, FocalLoss, GeneralizedDiceLoss
+    from monai.networks.utils import one_hot
+
+    probs, target = torch.softmax(logits, 1), one_hot(label.long(), 2)
+    if recipe in ("gdl", "hausdorff_dt", "gdl_boundary_2d"):
+        return GeneralizedDiceLoss(softmax=False, to_onehot_y=False)(probs, target)
+    if recipe == "focal_boundary":
+        return FocalLoss(use_softmax=True, to_onehot_y=True, gamma=2.0)(logits, label)
+    return DiceCELoss(softmax=True, to_onehot_y=True, include_background=False)(logits, label)
+
+
+@pytest.mark.parametrize("recipe", ["gdl", "gdl_boundary_2d", "dice_ce_boundary", "focal_boundary", "hausdorff_dt"])
+def test_every_lesion_recipe_computes_monai_losses_with_gradients(recipe, phantoms, tmp_path):
+    from monai.losses import HausdorffDTLoss
+    from monai.networks.utils import one_hot
+
+    parser = config_parser(
+        [TRAIN, QUICK, ROOT / f"configs/lesion/{recipe}.yaml"],
+        dataset_dir=str(phantoms),
+        patient_map_file=str(phantoms / "phantom_patients.json"),
+        output_dir=str(tmp_path),
+        spatial_size=32,
+        batch_size=6,
+        num_validation=2,
+    )
+    batch = next(iter(parser.get_parsed_content("train#dataloader")))
+    assert batch["label"].any()  # the reference values below would be trivial on empty labels
+    torch.manual_seed(0)
+    logits = torch.randn(batch["label"].shape[0], 2, 32, 32, requires_grad=True)
+    values = parser.get_parsed_content("train#loss")(logits, batch)
+    expected_terms = {"loss", "regional"} | ({"boundary"} if recipe != "gdl" else set())
+    assert set(values) == expected_terms
+    torch.testing.assert_close(values["regional"].mean(), _regional_reference(recipe, logits, batch["label"]))
+    if recipe == "hausdorff_dt":  # MONAI's Hausdorff-DT loss on the foreground channel
+        reference = HausdorffDTLoss(include_background=False)(torch.softmax(logits, 1), one_hot(batch["label"], 2))
+        torch.testing.assert_close(values["boundary"].mean(), reference)
+    elif "boundary" in values:  # mean over each image of phi * S_1, with the cached maps of the batch
+        reference = (torch.softmax(logits, 1)[:, 1:] * batch["dist_map"]).flatten(1).mean(1).mean()
+        torch.testing.assert_close(values["boundary"].mean(), reference)
+    total = sum(values[name].mean() for name in expected_terms - {"loss"})  # both weights 1 for the gradient check
+    total.backward()
+    assert torch.isfinite(logits.grad).all() and logits.grad.abs().sum() > 0
