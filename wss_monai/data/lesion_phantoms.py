@@ -201,6 +201,16 @@ def _blend(base: np.ndarray, halo: np.ndarray, core: np.ndarray, halo_value, cor
     return base * (1.0 - w_halo - core) + halo_value * w_halo + core_value * core
 
 
+def _blurred_weight(
+    mask: np.ndarray, sigma: Sequence[float], gain: float, floor: float, region: np.ndarray | None = None
+) -> np.ndarray:
+    """Partial-volume weight of a lesion mask: ``max(clip(gain * blur(mask), 0, 1) [* region], floor * mask)``."""
+    weight = np.clip(ndimage.gaussian_filter(mask.astype(np.float32), sigma) * gain, 0.0, 1.0)
+    if region is not None:
+        weight = weight * region
+    return np.maximum(weight, floor * mask)
+
+
 def _mimic_mask(
     rng: np.random.Generator | None,
     label: np.ndarray,
@@ -329,11 +339,10 @@ def _isles_slab(
     )
 
     lesion = label.astype(np.float32)
-    core = np.clip(ndimage.gaussian_filter(lesion, (0.5, 0.5, 0.0)) * 1.4, 0.0, 1.0) * parenchyma
-    core = np.maximum(core, 0.8 * lesion)
+    core = _blurred_weight(lesion, (0.5, 0.5, 0.0), 1.4, 0.8, parenchyma)
     old_kind = _LesionKind(3, kind.axes_low, kind.axes_high, max_lobes=3, min_count=0, max_count=num_mimics)
     old = _mimic_mask(mimic_rng, label, parenchyma, old_kind, clearance=(6.0, 6.0, 1.5)).astype(np.float32)
-    old = np.maximum(np.clip(ndimage.gaussian_filter(old, (0.5, 0.5, 0.0)) * 1.4, 0.0, 1.0) * parenchyma, 0.8 * old)
+    old = _blurred_weight(old, (0.5, 0.5, 0.0), 1.4, 0.8, parenchyma)
     if old.any():  # chronic infarct: hypodense, low CBF and CBV, but no perfusion delay (MTT, Tmax normal)
         old_effect = {
             "CT": mimic_rng.uniform(-20.0, -10.0),  # additive (HU)
@@ -535,12 +544,11 @@ def _wmh_subject(
     punctate = _LesionKind(1, (0.7, 0.7, 0.35), (2.0, 2.0, 0.9), max_lobes=3, min_count=6, max_count=max(400, n // 200))
     _add_lesions(rng, label, 3.0 * periventricular + 0.3, white, noise, punctate, target - already, cap - already)
 
-    lesion = np.clip(ndimage.gaussian_filter((label == 1).astype(np.float32), (0.4, 0.4, 0.0)) * 1.3, 0.0, 1.0)
-    lesion = np.maximum(lesion, 0.85 * (label == 1)) * rng.uniform(0.8, 1.0)
+    lesion = _blurred_weight(label == 1, (0.4, 0.4, 0.0), 1.3, 0.85) * rng.uniform(0.8, 1.0)
     grey = (tissue == GM) | (tissue == DEEP_GM)
     spot_kind = _LesionKind(3, punctate.axes_low, punctate.axes_high, max_lobes=3, min_count=0, max_count=num_mimics)
     spots = _mimic_mask(mimic_rng, label, grey, spot_kind, clearance=(5.0, 5.0, 1.5)).astype(np.float32)
-    spots = np.maximum(np.clip(ndimage.gaussian_filter(spots, (0.4, 0.4, 0.0)) * 1.3, 0.0, 1.0), 0.85 * spots)
+    spots = _blurred_weight(spots, (0.4, 0.4, 0.0), 1.3, 0.85)
     images = []
     #                      AIR  BONE  CSF   GM    WM   DEEP  SCALP
     for channel, (table, wmh, other_value, rim_value) in enumerate(
