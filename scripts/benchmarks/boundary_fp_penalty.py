@@ -31,9 +31,11 @@ from scipy import ndimage
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from lesion_boundary import generate_phantoms  # noqa: E402
 
 from wss_monai.data.isles import find_isles_cases  # noqa: E402
-from wss_monai.data.lesion_phantoms import make_isles_phantoms, make_wmh_phantoms  # noqa: E402
 from wss_monai.data.wmh import find_wmh_cases  # noqa: E402
 from wss_monai.losses import BoundaryLoss  # noqa: E402
 from wss_monai.transforms import SignedDistanceMap  # noqa: E402
@@ -43,11 +45,8 @@ logger = logging.getLogger("benchmark.boundary_fp_penalty")
 
 def lesion_slices(kind: str, size: int, cases: int, seed: int, work: Path) -> list[tuple[np.ndarray, tuple]]:
     """``(label slice, in-plane spacing)`` of every 2D slice holding a label-1 voxel."""
-    if kind == "isles":
-        root = make_isles_phantoms(work / kind, num_cases=cases, seed=seed, shape=(size, size), num_slices=(4, 10))
-        found = find_isles_cases(root)
-    else:
-        found = find_wmh_cases(make_wmh_phantoms(work / kind, num_subjects=cases, seed=seed, shape=(size, size, 16)))
+    root = generate_phantoms(kind, work / kind, seed, size, cases)
+    found = find_isles_cases(root) if kind == "isles" else find_wmh_cases(root)
     slices = []
     for case in found:
         image = nib.load(case["label"])

@@ -67,6 +67,28 @@ PUBLISHED = {
 logger = logging.getLogger("benchmark.lesion_boundary")
 
 
+def generate_phantoms(dataset: str, root: Path, seed: int, size: int, cases: int, mimics=(0, 0)) -> Path:
+    """The benchmark's phantoms in ``root``: ISLES slabs of 4-10 slices, or WMH brains of 16 slices, at size²."""
+    if dataset == "isles":
+        shape = (size, size)
+        return make_isles_phantoms(root, num_cases=cases, seed=seed, shape=shape, num_slices=(4, 10), mimics=mimics)
+    return make_wmh_phantoms(root, num_subjects=cases, seed=seed, shape=(size, size, 16), mimics=mimics)
+
+
+def bundle_configs(dataset: str, method: str) -> list[Path]:
+    """Bundle config, CPU profile and recipe of ``method`` on ``dataset``, in merge order."""
+    return [
+        ROOT / f"bundles/{dataset}/configs/train.yaml",
+        ROOT / "configs/profiles/lesion_cpu_quick.yaml",
+        ROOT / "configs/lesion" / METHODS[method][0],
+    ]
+
+
+def run_dir(output_dir: str | Path, dataset: str, method: str, seed: int) -> Path:
+    """Folder of one run: ``<output_dir>/<dataset>/<method>`` for seed 0, ``<method>_seed<k>`` otherwise."""
+    return Path(output_dir).resolve() / dataset / (method if seed == 0 else f"{method}_seed{seed}")
+
+
 def make_data(dataset: str, out: Path, args: argparse.Namespace) -> Path:
     root = out / f"data_{dataset}"
     done = root / "done.json"
@@ -77,28 +99,18 @@ def make_data(dataset: str, out: Path, args: argparse.Namespace) -> Path:
         if found != wanted:
             raise SystemExit(f"{root} holds phantoms made with {found}, not {wanted}: choose another --output_dir")
         return root
-    if dataset == "isles":
-        shape = (args.phantom_size, args.phantom_size)
-        make_isles_phantoms(
-            root, num_cases=args.isles_cases, seed=args.data_seed, shape=shape, num_slices=(4, 10), mimics=mimics
-        )
-    else:
-        shape = (args.phantom_size, args.phantom_size, 16)
-        make_wmh_phantoms(root, num_subjects=args.wmh_subjects, seed=args.data_seed, shape=shape, mimics=mimics)
+    cases = args.isles_cases if dataset == "isles" else args.wmh_subjects
+    generate_phantoms(dataset, root, args.data_seed, args.phantom_size, cases, mimics)
     done.write_text(json.dumps(wanted))
     return root
 
 
 def run_method(dataset: str, method: str, seed: int, data: Path, args: argparse.Namespace) -> dict:
-    out = Path(args.output_dir).resolve() / dataset / (method if seed == 0 else f"{method}_seed{seed}")
+    out = run_dir(args.output_dir, dataset, method, seed)
     summary_file = out / "eval/summary.json"
     if not summary_file.is_file():
         out.mkdir(parents=True, exist_ok=True)
-        configs = [
-            ROOT / f"bundles/{dataset}/configs/train.yaml",
-            ROOT / "configs/profiles/lesion_cpu_quick.yaml",
-            ROOT / "configs/lesion" / METHODS[method][0],
-        ]
+        configs = bundle_configs(dataset, method)
         overrides = {
             "dataset_dir": data,
             "output_dir": out,

@@ -33,16 +33,12 @@ from scipy import ndimage
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from wss_monai.data.lesion_phantoms import make_isles_phantoms, make_wmh_phantoms  # noqa: E402
+from lesion_boundary import METHODS, bundle_configs, generate_phantoms, run_dir  # noqa: E402
+
 from wss_monai.utils.bundle_runs import bundle_command, run_logged  # noqa: E402
 
-RECIPES = {
-    "gdl": "gdl.yaml",
-    "gdl_bl2d": "gdl_boundary_2d.yaml",
-    "gdl_bl3d": "gdl_boundary_3d.yaml",
-    "gdl_hddt": "hausdorff_dt.yaml",
-}
 MIMIC_CHANNEL = {"isles": 1, "wmh": 0}  # CBF, FLAIR
 FULL = np.ones((3, 3, 3), bool)
 logger = logging.getLogger("benchmark.lesion_false_positives")
@@ -57,24 +53,16 @@ def plain_twin(dataset: str, data: Path, work: Path) -> Path:
     made = json.loads((data / "done.json").read_text())
     if dataset == "isles":
         cases = len(list((data / "TRAINING").glob("case_*")))
-        shape = (made["size"], made["size"])
-        return make_isles_phantoms(work / dataset, num_cases=cases, seed=made["seed"], shape=shape, num_slices=(4, 10))
-    subjects = len(list(data.rglob("wmh.nii.gz")))
-    return make_wmh_phantoms(
-        work / dataset, num_subjects=subjects, seed=made["seed"], shape=(made["size"],) * 2 + (16,)
-    )
+    else:
+        cases = len(list(data.rglob("wmh.nii.gz")))
+    return generate_phantoms(dataset, work / dataset, made["seed"], made["size"], cases)
 
 
 def segment(dataset: str, method: str, run: Path, data: Path) -> Path:
     """Predictions of every case of ``data`` with the run's final checkpoint (bundle inference)."""
     pred_dir = run / "predictions"
     if not pred_dir.is_dir():
-        configs = [
-            ROOT / f"bundles/{dataset}/configs/train.yaml",
-            ROOT / "configs/profiles/lesion_cpu_quick.yaml",
-            ROOT / "configs/lesion" / RECIPES[method],
-            ROOT / f"bundles/{dataset}/configs/inference.yaml",
-        ]
+        configs = bundle_configs(dataset, method) + [ROOT / f"bundles/{dataset}/configs/inference.yaml"]
         size = json.loads((data / "done.json").read_text())["size"]
         overrides = {
             "input_dir": data,
@@ -132,7 +120,7 @@ def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--output_dir", required=True, help="output folder of lesion_boundary.py")
     parser.add_argument("--datasets", nargs="+", default=["isles", "wmh"], choices=["isles", "wmh"])
-    parser.add_argument("--methods", nargs="+", default=list(RECIPES), choices=list(RECIPES))
+    parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=list(METHODS))
     parser.add_argument("--seeds", type=int, nargs="+", default=[0])
     parser.add_argument("--far_mm", type=float, default=5.0, help="a false positive farther than this is 'far'")
     args = parser.parse_args(argv)
@@ -151,7 +139,7 @@ def main(argv=None) -> dict:
             for method in args.methods:
                 totals: dict = {}
                 for seed in args.seeds:
-                    run = out / dataset / (method if seed == 0 else f"{method}_seed{seed}")
+                    run = run_dir(out, dataset, method, seed)
                     pred_dir = segment(dataset, method, run, data)
                     for key, value in count(dataset, run, twin, pred_dir, args.far_mm).items():
                         totals[key] = totals.get(key, 0) + value
