@@ -9,6 +9,9 @@ from wss_monai.losses.constraints import (
     log_barrier_extension,
     quadratic_penalty,
 )
+from wss_monai.losses.dense_crf import DenseCRFLoss, bilateral_features, dense_crf_energy
+from wss_monai.losses.gated_crf import GatedCRFLoss
+from wss_monai.losses.grid_crf import GridPottsLoss, PottsEnergy, potts_edge_weights, potts_energy
 from wss_monai.losses.inequality import (
     InequalityConstraintLoss,
     LagrangianProposalLoss,
@@ -23,6 +26,14 @@ from wss_monai.losses.partial_ce import PartialCrossEntropyLoss
 from wss_monai.losses.supervision_switch import SupervisionSwitchLoss, supervision_mask
 
 __all__ = [
+    "DenseCRFLoss",
+    "GatedCRFLoss",
+    "GridPottsLoss",
+    "PottsEnergy",
+    "bilateral_features",
+    "dense_crf_energy",
+    "potts_edge_weights",
+    "potts_energy",
     "BoundaryLoss",
     "IGNORE_MODES",
     "IgnoreMaskedLoss",
