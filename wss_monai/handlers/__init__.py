@@ -7,6 +7,7 @@ from wss_monai.handlers.log_barrier import LogBarrierScheduler
 from wss_monai.handlers.loss_terms import LossTermsLogger
 from wss_monai.handlers.progress import TrainingProgressBar
 from wss_monai.handlers.timing import IterationTimer
+from wss_monai.handlers.weight_ramp import LossWeightRamp
 
 __all__ = [
     "BOUNDARY_SCHEDULE_MODES",
@@ -19,6 +20,7 @@ __all__ = [
     "LesionMetricsWriter",
     "LogBarrierScheduler",
     "LossTermsLogger",
+    "LossWeightRamp",
     "PerCaseMetricsWriter",
     "TrainingProgressBar",
     "hook_constraint_values",
