@@ -149,6 +149,27 @@ def test_split_bad_num_validation(bad, message):
         split_by_patient(_cases(4), bad, seed=0)
 
 
+def test_held_out_test_patients_never_touch_training_or_validation():
+    cases = _cases(20)
+    without = split_by_patient(cases, 4, seed=3)
+    split = split_by_patient(cases, 3, seed=3, num_test=5)
+    training, validation, test = (_patients(split[k]) for k in ("training", "validation", "test"))
+    assert (len(training), len(validation), len(test)) == (12, 3, 5)
+    assert not training & validation and not training & test and not validation & test
+    assert validation <= _patients(without["validation"])  # the first patients of the same permutation
+    assert not test & _patients(without["validation"])  # test patients come from the end of it
+    assert split_by_patient(cases, 4, seed=3, num_test=0) == without  # no test: the split of before
+    assert "test" not in without
+
+
+@pytest.mark.parametrize(
+    "num_test, message", [(-1, "num_test must be an int >= 0"), (1.5, "num_test must be an int"), (17, "empty")]
+)
+def test_bad_num_test(num_test, message):
+    with pytest.raises(ValueError, match=message):
+        split_by_patient(_cases(20), 3, seed=0, num_test=num_test)
+
+
 def test_split_empty_cases():
     with pytest.raises(ValueError, match="empty"):
         split_by_patient([], 1, seed=0)

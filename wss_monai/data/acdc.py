@@ -132,21 +132,27 @@ def _num_validation_patients(num_validation: int | float, num_patients: int) -> 
     return count
 
 
-def split_by_patient(cases: Sequence[dict], num_validation: int | float, seed: int) -> dict:
-    """Seeded split of cases into training and validation by patient (all frames stay together).
+def split_by_patient(cases: Sequence[dict], num_validation: int | float, seed: int, num_test: int = 0) -> dict:
+    """Seeded split of cases into training, validation and (optionally) test by patient (frames stay together).
+
+    The patients are shuffled once with ``seed``: the first ``num_validation`` are validation, the
+    last ``num_test`` are test, the rest training. ``num_test = 0`` gives the same training and
+    validation sets as before test sets existed, and a test set never takes a validation patient.
 
     Args:
         cases: dictionaries with a ``"patient"`` key (as returned by :func:`find_acdc_cases`).
         num_validation: number of validation patients (int, ``0`` allowed) or a fraction of the
             patients (float in ``(0, 1)``, rounded, at least one patient).
         seed: seed of ``numpy.random.default_rng``; the same seed gives the same split.
+        num_test: number of held-out test patients (int >= 0), never trained or validated on.
 
     Returns:
-        ``{"training": [...], "validation": [...]}``, each keeping the input order of the cases.
+        ``{"training": [...], "validation": [...]}`` plus ``"test"`` when ``num_test > 0``, each
+        keeping the input order of the cases.
 
     Raises:
-        ValueError: no cases, a case without ``"patient"``, or ``num_validation`` out of range or
-            leaving no training patient.
+        ValueError: no cases, a case without ``"patient"``, or ``num_validation`` / ``num_test``
+            out of range or leaving no training patient.
     """
     if len(cases) == 0:
         raise ValueError("cases is empty; nothing to split")
@@ -155,18 +161,30 @@ def split_by_patient(cases: Sequence[dict], num_validation: int | float, seed: i
         raise ValueError(f"cases at positions {missing[:10]} have no 'patient' key")
     patients = sorted({case["patient"] for case in cases})
     count = _num_validation_patients(num_validation, len(patients))
+    if isinstance(num_test, (bool, np.bool_)) or not isinstance(num_test, (int, np.integer)) or num_test < 0:
+        raise ValueError(f"num_test must be an int >= 0 (test patients), not {num_test!r}")
+    if count + num_test >= len(patients):
+        raise ValueError(
+            f"num_validation={num_validation} ({count} patients) and num_test={num_test} take "
+            f"{count + num_test} of {len(patients)} patients and leave the training set empty"
+        )
     order = np.random.default_rng(seed).permutation(len(patients))
     validation_patients = {patients[i] for i in order[:count]}
+    test_patients = {patients[i] for i in order[len(patients) - num_test :]} if num_test else set()
+    held_out = validation_patients | test_patients
     split = {
-        "training": [dict(c) for c in cases if c["patient"] not in validation_patients],
+        "training": [dict(c) for c in cases if c["patient"] not in held_out],
         "validation": [dict(c) for c in cases if c["patient"] in validation_patients],
     }
+    if num_test:
+        split["test"] = [dict(c) for c in cases if c["patient"] in test_patients]
     logger.info(
-        "split %d patients (seed %s): %d training, %d validation",
+        "split %d patients (seed %s): %d training, %d validation, %d test",
         len(patients),
         seed,
-        len(patients) - count,
+        len(patients) - count - num_test,
         count,
+        num_test,
     )
     return split
 
@@ -180,6 +198,7 @@ def make_acdc_datalist(
     check: bool = True,
     num_classes: int = 4,
     scribble_unlabelled: int = 4,
+    num_test: int = 0,
 ) -> dict:
     """Find, check and split the ACDC training frames, and write the datalist JSON.
 
@@ -193,10 +212,12 @@ def make_acdc_datalist(
             cases with an empty scribble are dropped with a logged warning, other problems raise.
         num_classes: number of label classes (ACDC: 4).
         scribble_unlabelled: value of non-annotated voxels in the scribble files.
+        num_test: held-out test patients (see :func:`split_by_patient`).
 
     Returns:
         ``{"training": [...], "validation": [...], "seed": int, "num_validation": int | float,
-        "dataset_dir": str}``, plus ``"scribble_unlabelled"`` when ``with_scribbles``.
+        "dataset_dir": str}``, plus ``"test"`` and ``"num_test"`` when ``num_test > 0`` and
+        ``"scribble_unlabelled"`` when ``with_scribbles``.
     """
     cases = find_acdc_cases(dataset_dir, subset="training", with_scribbles=with_scribbles)
     if check:
@@ -204,7 +225,7 @@ def make_acdc_datalist(
             cases, num_classes=num_classes, scribble_unlabelled=scribble_unlabelled, on_empty_scribble="exclude"
         )
     extra = {"scribble_unlabelled": scribble_unlabelled} if with_scribbles else {}
-    return make_split_datalist(cases, dataset_dir, output_json, num_validation, seed, **extra)
+    return make_split_datalist(cases, dataset_dir, output_json, num_validation, seed, num_test=num_test, **extra)
 
 
 def make_split_datalist(
@@ -213,17 +234,21 @@ def make_split_datalist(
     output_json: str | Path | None,
     num_validation: int | float,
     seed: int,
+    num_test: int = 0,
     **extra,
 ) -> dict:
     """Splits ``cases`` by patient (:func:`split_by_patient`) and records how, then writes the JSON.
 
     Returns:
         ``{"training": [...], "validation": [...], "seed": int, "num_validation": int | float,
-        "dataset_dir": str, **extra}``; written to ``output_json`` unless it is ``None``.
+        "dataset_dir": str, **extra}`` (plus ``"test"`` and ``"num_test"`` when ``num_test > 0``);
+        written to ``output_json`` unless it is ``None``.
     """
-    datalist = split_by_patient(cases, num_validation=num_validation, seed=seed)
+    datalist = split_by_patient(cases, num_validation=num_validation, seed=seed, num_test=num_test)
     datalist["seed"] = int(seed)
     datalist["num_validation"] = num_validation.item() if hasattr(num_validation, "item") else num_validation
+    if num_test:
+        datalist["num_test"] = int(num_test)
     datalist["dataset_dir"] = str(Path(dataset_dir).expanduser().resolve())
     datalist.update(extra)
     if output_json is not None:
@@ -269,6 +294,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
     )
     add_datalist_arguments(parser, "folder holding training/")
     parser.add_argument("--with_scribbles", action="store_true", help="add the _scribble.nii.gz files")
+    parser.add_argument("--num_test", type=int, default=0, help="held-out test patients")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     return make_acdc_datalist(
@@ -278,6 +304,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
         seed=args.seed,
         with_scribbles=args.with_scribbles,
         check=not args.no_check,
+        num_test=args.num_test,
     )
 
 
