@@ -81,7 +81,8 @@ def test_ramp_resumes_where_it_stopped(cardiac, tmp_path):
         **common,
     )
     weights = [float(w) for w in re.findall(r"weight of 'crf' (\S+)", resumed.stdout + resumed.stderr)]
-    assert weights == pytest.approx([2.0 / 3.0], rel=1e-3)  # logged with 4 digits; after 3 epochs: (3 - 2 + 1) / (2 + 1) of the weight
+    # after 3 epochs: (3 - 2 + 1) / (2 + 1) of the weight, logged with 4 digits
+    assert weights == pytest.approx([2.0 / 3.0], rel=1e-3)
 
 
 @pytest.mark.parametrize(
