@@ -21,6 +21,8 @@ _EXPORTS = {
     "reference_size_bounds": "reference",
     "VolumeSliceDataset": "slices",
     "VolumeBatchSampler": "samplers",
+    "WholeVolumeDataset": "volumes",
+    "PadDepthCollate": "volumes",
     "find_isles_cases": "isles",
     "make_isles_datalist": "isles",
     "validate_multichannel_cases": "isles",

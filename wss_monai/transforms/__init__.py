@@ -1,4 +1,5 @@
-"""Weak-label transforms: scribbles, points, tags, size bounds, real scribble files; load-time checks.
+"""Weak-label transforms: scribbles, points, tags, size bounds, real scribble files; load-time checks;
+depth padding with a fill value per key (whole-volume 3D training).
 
 Each generator reads a full ``(1, H, W[, D])`` class map and comes as an array transform plus a
 thin ``…d`` dictionary wrapper; the random ones subclass ``monai.transforms.Randomizable`` and are
@@ -7,6 +8,7 @@ seeded with ``set_random_state``. Weak maps hold a class index where annotated a
 """
 
 from wss_monai.transforms.bounds import SizeBounds, SizeBoundsd, common_size_bounds
+from wss_monai.transforms.depth_pad import DivisibleDepthPad, DivisibleDepthPadd, padded_depth
 from wss_monai.transforms.distance import SignedDistanceMap, SignedDistanceMapd, signed_distance
 from wss_monai.transforms.input_checks import CheckFinited, CheckLabelsd
 from wss_monai.transforms.moment_bounds import CentroidBounds, CentroidBoundsd, centroid_bounds
@@ -23,6 +25,8 @@ __all__ = [
     "centroid_bounds",
     "CheckFinited",
     "CheckLabelsd",
+    "DivisibleDepthPad",
+    "DivisibleDepthPadd",
     "ErosionScribble",
     "ErosionScribbled",
     "ImageTags",
@@ -42,5 +46,6 @@ __all__ = [
     "StrokeScribble",
     "StrokeScribbled",
     "common_size_bounds",
+    "padded_depth",
     "signed_distance",
 ]
