@@ -9,10 +9,11 @@ pytestmark = pytest.mark.slow
 
 def test_demo_runs_end_to_end(tmp_path, capsys):
     results = run_demo(tmp_path / "demo", num_patients=4, max_epochs=1, seed=0)
-    assert set(results) == {"scribbles (from files)", "full labels"}
+    assert set(results) == {"scribbles, partial CE", "scribbles + dense CRF", "full labels"}
     work = tmp_path / "demo"
     assert (work / "overlay.png").read_bytes()[:4] == b"\x89PNG"
-    for recipe in ("scribble_files", "full"):
+    assert "crf" in (work / "scribble_dense_crf/log.txt").read_text()
+    for recipe in ("scribble_files", "scribble_dense_crf", "full"):
         assert (work / recipe / "models/model_final.pt").is_file()
         assert sorted(p.name for p in (work / recipe / "predictions").iterdir()) == sorted(
             p.name.replace(".nii.gz", "_seg.nii.gz") for p in (work / "nifti_in").iterdir()

@@ -5,8 +5,9 @@ cross-entropy alone and with each CRF loss added, at the settings of the recipes
 ``configs/regularisers/``:
 
 - 2D: the acdc bundle's 2D U-Net on a batch of 16 slices of 128 x 128 (the benchmark budget);
-- 3D: the same U-Net with ``spatial_dims=3`` on whole volumes (2 x 128 x 128 x 10, ACDC's shape
-  after resizing), the losses in 3D with the voxel spacing 1.5 x 1.5 x 10 mm.
+- 3D: the U-Net of ``configs/profiles/whole_volumes_3d.yaml`` on whole volumes (2 x 128 x 128 x 16:
+  ACDC's volumes resized in-plane, their 6-21 slices padded to 16 as that profile pads them), the
+  losses in 3D with the voxel spacing 1.5 x 1.5 x 10 mm.
 
 The images are cardiac phantoms (``wss_monai.data.phantoms``) or, with ``--dataset_dir``, the real
 ACDC volumes; the lattice's size depends on the image, so real data gives the representative
@@ -39,19 +40,22 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _timing import loss_only_medians, paired_ratios, random_scribbles, time_variants  # noqa: E402
 
 
-def regulariser_settings() -> dict[str, dict]:
-    """The default weight and kernel settings of each recipe in ``configs/regularisers/``."""
+def regulariser_settings(spatial_size: int) -> dict[str, dict]:
+    """The default weight and kernel settings of each recipe in ``configs/regularisers/`` at ``spatial_size``."""
     settings = {}
     for name in ("grid_crf", "dense_crf", "gated_crf"):
         parser = ConfigParser()
-        parser.read_config(str(ROOT / "configs/regularisers" / f"{name}.yaml"))
-        settings[name] = {k: v for k, v in parser.config.items() if k.startswith("crf_")}
+        files = [ROOT / "bundles/acdc/configs/train.yaml", ROOT / f"configs/regularisers/{name}.yaml"]
+        parser.read_config([str(f) for f in files])
+        parser["spatial_size"] = spatial_size
+        keys = [k for k in parser.config if k.startswith("crf_") and k != "crf_weight_ramp"]
+        settings[name] = {k: parser.get_parsed_content(k) for k in keys}
     return settings
 
 
-def variants(dims: int) -> dict[str, CompositeLoss]:
+def variants(dims: int, spatial_size: int) -> dict[str, CompositeLoss]:
     """pCE alone and pCE + each CRF loss; in 3D, anisotropic spacing and a window of one slice through-plane."""
-    s = regulariser_settings()
+    s = regulariser_settings(spatial_size)
     spacing = None if dims == 2 else (1.5, 1.5, 10.0)
     grid, dense, gated = s["grid_crf"], s["dense_crf"], s["gated_crf"]
     crf = {
@@ -110,19 +114,21 @@ def make_batch(volumes: list[np.ndarray], dims: int, batch_size: int, size: int,
 
 
 def network(dims: int) -> torch.nn.Module:
-    """The acdc bundle's ``network_def``, in 2D or 3D."""
+    """The acdc bundle's ``network_def`` (2D), or with the whole-volume 3D profile merged (3D)."""
+    files = [ROOT / "bundles/acdc/configs/train.yaml"]
+    if dims == 3:
+        files.append(ROOT / "configs/profiles/whole_volumes_3d.yaml")
     parser = ConfigParser()
-    parser.read_config(str(ROOT / "bundles/acdc/configs/train.yaml"))
-    parser["network_def"]["spatial_dims"] = dims
+    parser.read_config([str(f) for f in files])
     return parser.get_parsed_content("network_def", instantiate=True)
 
 
 def measure(dims: int, volumes: list[np.ndarray], args: argparse.Namespace) -> list[str]:
     batch_size = args.batch_size if dims == 2 else args.volumes
-    batch = make_batch(volumes, dims, batch_size, args.size, args.depth)
+    batch = make_batch(volumes, dims, batch_size, args.size, args.depth if dims == 2 else args.padded_depth)
     net = network(dims)
     optimizer = torch.optim.AdamW(net.parameters(), lr=1e-4)
-    losses = variants(dims)
+    losses = variants(dims, args.size)
     times = time_variants(net, optimizer, losses, batch, args.rounds, args.steps)
     ratios = paired_ratios(times, "pCE")
     loss_only = loss_only_medians(net, losses, batch, args.rounds, args.steps)
@@ -150,7 +156,8 @@ def main(argv=None) -> str:
     parser.add_argument("--batch_size", type=int, default=16, help="2D slices per batch")
     parser.add_argument("--volumes", type=int, default=2, help="3D volumes per batch")
     parser.add_argument("--size", type=int, default=128)
-    parser.add_argument("--depth", type=int, default=10)
+    parser.add_argument("--depth", type=int, default=10, help="slices per volume the 2D batch is cut from")
+    parser.add_argument("--padded_depth", type=int, default=16, help="depth of the 3D volumes")
     parser.add_argument("--dims", type=int, nargs="+", default=[2, 3], choices=[2, 3])
     parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--steps", type=int, default=3)
