@@ -58,7 +58,8 @@ def test_training_logs_the_crf_term_and_checkpoints_its_ramp(regulariser, cardia
     values = [float(v) for v in re.findall(r"epoch \d/2: total \S+\s+pce \S+\s+crf (\S+)", log)]
     assert len(values) == 2 and all(v > 0 for v in values)
     weights = [float(w) for w in re.findall(r"weight of 'crf' (\S+)", log)]
-    final_weight = config_parser(configs, dataset_dir=str(cardiac)).get_parsed_content("crf_weight")
+    parser = config_parser(configs, dataset_dir=str(cardiac), spatial_size=32)
+    final_weight = parser.get_parsed_content("crf_weight")
     assert weights == pytest.approx([final_weight / 2, final_weight])  # warm-up epoch at 0, then the ramp
     final = torch.load(tmp_path / "run/models/model_final.pt", weights_only=False)
     assert final["crf_weight_ramp"]["epochs"] == 2

@@ -54,7 +54,8 @@ def regulariser_settings(spatial_size: int) -> dict[str, dict]:
 
 
 def variants(dims: int, spatial_size: int) -> dict[str, CompositeLoss]:
-    """pCE alone and pCE + each CRF loss; in 3D, anisotropic spacing and a window of one slice through-plane."""
+    """pCE alone and pCE + each CRF loss; in 3D, anisotropic spacing, a window of one slice through-plane, and
+    the grid CRF also on the 26-neighbourhood."""
     s = regulariser_settings(spatial_size)
     spacing = None if dims == 2 else (1.5, 1.5, 10.0)
     grid, dense, gated = s["grid_crf"], s["dense_crf"], s["gated_crf"]
@@ -74,6 +75,9 @@ def variants(dims: int, spatial_size: int) -> dict[str, CompositeLoss]:
         ),
     }
     weights = {"grid CRF": grid["crf_weight"], "dense CRF": dense["crf_weight"], "gated CRF": gated["crf_weight"]}
+    if dims == 3:  # the default 6-neighbourhood, and the full 26 for comparison
+        crf = {"grid CRF": crf["grid CRF"], "grid CRF (26)": GridPottsLoss(neighbourhood=26, spacing=spacing), **crf}
+        weights["grid CRF (26)"] = grid["crf_weight"]
     out = {"pCE": CompositeLoss({"pce": PartialCrossEntropyLoss()})}
     for name, loss in crf.items():
         out[f"pCE + {name}"] = CompositeLoss(

@@ -38,7 +38,8 @@ from wss_monai.losses.pairwise import (
 
 __all__ = ["RELAXATIONS", "GridPottsLoss", "PottsEnergy", "potts_edge_weights", "potts_energy"]
 
-DEFAULT_NEIGHBOURHOOD = {2: 8, 3: 26}
+DEFAULT_NEIGHBOURHOOD = {2: 8, 3: 6}
+"""8-connected slices; 6-connected volumes, whose through-plane pairs are few and cheap (Boykov and Jolly 2001)."""
 
 
 def _check_neighbourhood(neighbourhood: int | None) -> None:
@@ -57,7 +58,7 @@ def potts_edge_weights(
 
     Args:
         image: ``(B, C, H, W[, D])``, any number of channels.
-        neighbourhood: 4 or 8 in 2D, 6, 18 or 26 in 3D; ``None``: 8 in 2D, 26 in 3D.
+        neighbourhood: 4 or 8 in 2D, 6, 18 or 26 in 3D; ``None``: 8 in 2D, 6 in 3D.
         spacing: voxel size per spatial axis (e.g. mm); ``None``: isotropic.
         sigma: fixed σ in image units; ``None``: σ² = the image's mean squared neighbour difference.
 
@@ -136,7 +137,7 @@ class GridPottsLoss(WeakLoss):
 
     Args:
         image_key: batch key of the image ``(B, C, H, W[, D])`` the weights are computed from.
-        neighbourhood: 4 or 8 (2D), 6, 18 or 26 (3D); ``None``: 8 in 2D, 26 in 3D.
+        neighbourhood: 4 or 8 (2D), 6, 18 or 26 (3D); ``None``: 8 in 2D, 6 in 3D.
         spacing: voxel size per spatial axis; ``None``: isotropic.
         sigma: fixed contrast σ in image units; ``None``: from each image (Boykov–Jolly).
         relaxation: ``"bilinear"`` or ``"quadratic"``.

@@ -110,9 +110,9 @@ def pairwise_potts_energy(
     Returns:
         ``(B,)``. Both relaxations equal ``Σ w_pq [y_p ≠ y_q]`` on one-hot inputs.
 
-    The weighted neighbour sum ``G_p = Σ_q w_pq S_q`` and the degree ``D_p = Σ_q w_pq`` are
-    accumulated in place, one offset at a time; the gradient is ``−G`` (bilinear) or ``D S − G``
-    (quadratic), so no per-offset tensor is kept for autograd.
+    The weighted neighbour sum ``G_p = Σ_q w_pq S_q`` (and, for the quadratic form, the degree
+    ``D_p = Σ_q w_pq``) are accumulated in place, one offset at a time; the gradient is ``−G``
+    (bilinear) or ``D S − G`` (quadratic), so no per-offset tensor is kept for autograd.
 
     Example:
         >>> import torch
@@ -129,7 +129,8 @@ class _PairwisePottsEnergy(torch.autograd.Function):
     @staticmethod
     def forward(ctx, probs, edges, quadratic):
         neighbour_sum = torch.zeros_like(probs)
-        degree = torch.zeros_like(probs[:, :1])
+        degree = torch.zeros_like(probs[:, :1]) if quadratic else None  # the bilinear form needs only Σ w
+        total_weight = probs.new_zeros(probs.shape[0])
         for offset, weight in edges:
             a, b = pair_views(probs, offset)
             if a.numel() == 0:
@@ -138,21 +139,24 @@ class _PairwisePottsEnergy(torch.autograd.Function):
             ga, gb = pair_views(neighbour_sum, offset)
             ga.addcmul_(weight, b)
             gb.addcmul_(weight, a)
-            da, db = pair_views(degree, offset)
-            da.add_(weight)
-            db.add_(weight)
+            if quadratic:
+                da, db = pair_views(degree, offset)
+                da.add_(weight)
+                db.add_(weight)
+            else:
+                total_weight += weight.flatten(1).sum(1)
         cross = (probs * neighbour_sum).flatten(1).sum(1)  # Σ_p S_p·G_p counts every pair twice
         if quadratic:
             energy = 0.5 * ((degree * probs.pow(2)).flatten(1).sum(1) - cross)
         else:
-            energy = 0.5 * (degree.flatten(1).sum(1) - cross)
+            energy = total_weight - 0.5 * cross
         ctx.quadratic = quadratic
-        ctx.save_for_backward(probs, neighbour_sum, degree)
+        ctx.save_for_backward(probs, neighbour_sum, *([degree] if quadratic else []))
         return energy
 
     @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(ctx, grad_energy):
-        probs, neighbour_sum, degree = ctx.saved_tensors
-        grad = degree * probs - neighbour_sum if ctx.quadratic else -neighbour_sum
+        probs, neighbour_sum, *degree = ctx.saved_tensors
+        grad = degree[0] * probs - neighbour_sum if ctx.quadratic else -neighbour_sum
         return grad * grad_energy.view((-1,) + (1,) * (probs.ndim - 1)), None, None
