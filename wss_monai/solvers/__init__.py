@@ -1,0 +1,21 @@
+"""Discrete solvers for Potts segmentation energies: α-expansion (gco-wrapper), the exact binary graph
+cut (PyMaxflow, optional), and a process pool that runs them beside training."""
+
+from wss_monai.solvers.alpha_expansion import MAX_COST, alpha_expansion, integer_costs
+from wss_monai.solvers.graph_cut import binary_graph_cut
+from wss_monai.solvers.pool import SOLVERS, SolverPool, solve
+from wss_monai.solvers.problem import PottsProblem, SolverError, grid_pairs, potts_problem_energy
+
+__all__ = [
+    "MAX_COST",
+    "SOLVERS",
+    "PottsProblem",
+    "SolverError",
+    "SolverPool",
+    "alpha_expansion",
+    "binary_graph_cut",
+    "grid_pairs",
+    "integer_costs",
+    "potts_problem_energy",
+    "solve",
+]
