@@ -45,20 +45,20 @@ def test_cues_on_a_synthetic_activation_map():
 
 
 def test_conflicts_smallest_cue_wins_or_highest_score():
-    wide = torch.linspace(1.0, 0.6, 6)  # class 1: a cue over the whole row
-    narrow = torch.tensor([0.0, 0.0, 0.3, 1.0, 0.2, 0.0])  # class 2: a cue at columns 2-4 with f = 0.2
+    wide = torch.linspace(1.0, 0.6, 6)  # class 1: rescaled to 1, 0.8, ..., 0
+    narrow = torch.tensor([0.0, 0.0, 0.3, 1.0, 0.25, 0.0])  # class 2: a cue at columns 2-4
     cams = torch.stack([torch.zeros(6), wide, narrow])[:, None]  # (3, 1, 6)
     tags = torch.ones(3)
     smallest = cam_cues(cams, tags, foreground_fraction=0.2, background_fraction=0.1)[0, 0]
-    assert smallest.tolist() == [1, 1, 2, 2, 2, 1]
+    assert smallest.tolist() == [1, 1, 2, 2, 2, 0]  # class 1 rescaled to 1 ... 0: column 5 is background
     score = cam_cues(cams, tags, foreground_fraction=0.2, background_fraction=0.1, conflict="score")[0, 0]
-    assert score.tolist() == [1, 1, 1, 2, 1, 1]  # 1.0 / 1.0 at column 3: a tie goes to the first class
+    assert score.tolist() == [1, 1, 1, 2, 2, 0]  # column 2: 0.6 against 0.3; column 4: 0.2 against 0.25
 
 
 def test_background_only_slice_unlocated_class_and_per_slice_tags():
     cams = torch.zeros(3, 4, 4, 3)
     cams[1, :2, :2, 1] = 1.0
-    cams[2, ..., 2] = -1.0  # slice 2: class 2 tagged present but its map has no positive value
+    cams[2, ..., 2] = -1.0  # slice 2: class 2 tagged present but its map is constant
     tags = torch.tensor([[1, 1, 1], [0, 1, 0], [0, 0, 1]])
     cues = cam_cues(cams, tags)[0]
     assert (cues[..., 0] == 0).all()  # only the background tag: background everywhere

@@ -3,7 +3,8 @@
 Kolesnikov and Lampert, "Seed, Expand and Constrain", ECCV 2016: the seeding loss is a partial
 cross-entropy on sparse, reliable cues. Here (:func:`cam_cues`), per image (a 2D slice or a 3D
 volume), with ``M_c`` the class activation map of class c (Zhou et al., CVPR 2016) and
-``A_c = max(M_c, 0) / max_p max(M_c(p), 0)`` its positive part normalised to a maximum of 1:
+``A_c = (M_c - min_p M_c) / (max_p M_c - min_p M_c)`` the map rescaled to [0, 1] in that image (the
+CAM's bias and a positive floor over the whole image do not count):
 
 * foreground cue of a present foreground class c where ``A_c ≥ foreground_fraction`` (SEC and CAM:
   20 % of the map's maximum);
@@ -14,8 +15,8 @@ volume), with ``M_c`` the class activation map of class c (Zhou et al., CVPR 201
   structures are not swallowed by large ones), or the class with the larger ``A_c``
   (``conflict="score"``). Foreground and background cues never overlap since
   ``background_fraction < foreground_fraction``;
-* absent classes never get a cue; a present foreground class whose map has no positive value
-  gets none either, and then the image gets no background cue (its object is not located, so no
+* absent classes never get a cue; a present foreground class whose map is constant gets none
+  either, and then the image gets no background cue (its object is not located, so no
   voxel is certainly background).
 
 Cues are a label map with :data:`wss_monai.UNLABELLED` where there is none, like scribbles.
@@ -142,10 +143,10 @@ def cam_cues(
     foreground[background_index] = False
     present_fg = present & foreground
 
-    positive = maps.clamp_min(0)
-    peak = positive.amax(2, keepdim=True)  # (S, K, 1)
-    located = peak[..., 0] > 0
-    activation = positive / peak.clamp_min(torch.finfo(positive.dtype).tiny)  # A_c in [0, 1]
+    low_value = maps.amin(2, keepdim=True)
+    spread = maps.amax(2, keepdim=True) - low_value  # (S, K, 1)
+    located = spread[..., 0] > 0
+    activation = (maps - low_value) / spread.clamp_min(torch.finfo(maps.dtype).tiny)  # A_c in [0, 1]
     claims = (activation >= fg_fraction) & (present_fg & located)[..., None]  # (S, K, N)
     if conflict == "smallest":
         area = claims.sum(2, keepdim=True).float().expand_as(activation)
