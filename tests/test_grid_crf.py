@@ -12,9 +12,7 @@ def _one_hot_logits(labels: torch.Tensor, classes: int) -> torch.Tensor:
     return torch.nn.functional.one_hot(labels[:, 0], classes).movedim(-1, 1).double() * 200.0
 
 
-@pytest.mark.parametrize(
-    "dims, size, count", [(2, 4, 2), (2, 8, 4), (3, 6, 3), (3, 18, 9), (3, 26, 13)]
-)
+@pytest.mark.parametrize("dims, size, count", [(2, 4, 2), (2, 8, 4), (3, 6, 3), (3, 18, 9), (3, 26, 13)])
 def test_grid_offsets_are_half_neighbourhoods(dims, size, count):
     offsets = grid_offsets(dims, size)
     assert len(offsets) == count == size // 2

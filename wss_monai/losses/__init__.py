@@ -23,6 +23,13 @@ from wss_monai.losses.inequality import (
 )
 from wss_monai.losses.masked import IGNORE_MODES, IgnoreMaskedLoss
 from wss_monai.losses.partial_ce import PartialCrossEntropyLoss
+from wss_monai.losses.sec import (
+    ConstrainLoss,
+    ExpansionLoss,
+    TagClassificationLoss,
+    dense_crf_mean_field,
+    global_weighted_rank_pooling,
+)
 from wss_monai.losses.supervision_switch import SupervisionSwitchLoss, supervision_mask
 
 __all__ = [
@@ -35,6 +42,11 @@ __all__ = [
     "potts_edge_weights",
     "potts_energy",
     "BoundaryLoss",
+    "ConstrainLoss",
+    "ExpansionLoss",
+    "TagClassificationLoss",
+    "dense_crf_mean_field",
+    "global_weighted_rank_pooling",
     "IGNORE_MODES",
     "IgnoreMaskedLoss",
     "InequalityConstraintLoss",

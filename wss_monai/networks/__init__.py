@@ -1,5 +1,7 @@
-"""Networks beyond MONAI's: the size regressor of curriculum semi-supervision, and its two-stage helpers."""
+"""Networks beyond MONAI's: the size regressor of curriculum semi-supervision and its two-stage helpers; the CAM
+tag classifier of SEC."""
 
+from wss_monai.networks.cam import CAMClassifier, class_activation_maps
 from wss_monai.networks.curriculum import (
     load_network_copy,
     load_size_regressor,
@@ -10,6 +12,8 @@ from wss_monai.networks.curriculum import (
 from wss_monai.networks.size_regressor import SizeRegressor, dihedral_augment, predict_sizes, train_size_regressor
 
 __all__ = [
+    "CAMClassifier",
+    "class_activation_maps",
     "SizeRegressor",
     "dihedral_augment",
     "load_network_copy",

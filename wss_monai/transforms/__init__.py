@@ -1,4 +1,5 @@
-"""Weak-label transforms: scribbles, points, tags, size bounds, real scribble files; load-time checks;
+"""Weak-label transforms: scribbles, points, tags (from labels or files), SEC localisation cues, size bounds,
+real scribble files; load-time checks;
 depth padding with a fill value per key (whole-volume 3D training).
 
 Each generator reads a full ``(1, H, W[, D])`` class map and comes as an array transform plus a
@@ -8,6 +9,7 @@ seeded with ``set_random_state``. Weak maps hold a class index where annotated a
 """
 
 from wss_monai.transforms.bounds import SizeBounds, SizeBoundsd, common_size_bounds
+from wss_monai.transforms.cues import CAMCues, CAMCuesd, CheckCueTagsd, cam_cues, check_cues_against_tags
 from wss_monai.transforms.depth_pad import DivisibleDepthPad, DivisibleDepthPadd, padded_depth
 from wss_monai.transforms.distance import SignedDistanceMap, SignedDistanceMapd, signed_distance
 from wss_monai.transforms.input_checks import CheckFinited, CheckLabelsd
@@ -17,9 +19,18 @@ from wss_monai.transforms.predicted_bounds import PredictedSizeBounds, Predicted
 from wss_monai.transforms.pseudo_labels import PseudoLabels, PseudoLabelsd
 from wss_monai.transforms.scribble_files import RemapUnlabelled, RemapUnlabelledd
 from wss_monai.transforms.scribbles import ErosionScribble, ErosionScribbled, StrokeScribble, StrokeScribbled
+from wss_monai.transforms.tag_files import TagsFromFile, TagsFromFiled, case_name
 from wss_monai.transforms.tags import ImageTags, ImageTagsd
 
 __all__ = [
+    "CAMCues",
+    "CAMCuesd",
+    "CheckCueTagsd",
+    "TagsFromFile",
+    "TagsFromFiled",
+    "cam_cues",
+    "case_name",
+    "check_cues_against_tags",
     "CentroidBounds",
     "CentroidBoundsd",
     "centroid_bounds",
