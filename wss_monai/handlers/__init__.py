@@ -5,11 +5,15 @@ from wss_monai.handlers.lagrangian import DualAscentHandler, hook_constraint_val
 from wss_monai.handlers.lesion_case_metrics import LESION_COLUMNS, LesionMetricsWriter
 from wss_monai.handlers.log_barrier import LogBarrierScheduler
 from wss_monai.handlers.loss_terms import LossTermsLogger
+from wss_monai.handlers.parameter_schedule import GeometricSchedule
 from wss_monai.handlers.progress import TrainingProgressBar
 from wss_monai.handlers.timing import IterationTimer
+from wss_monai.handlers.trust_region import TrustRegionProposals
 from wss_monai.handlers.weight_ramp import LossWeightRamp
 
 __all__ = [
+    "GeometricSchedule",
+    "TrustRegionProposals",
     "BOUNDARY_SCHEDULE_MODES",
     "BoundaryWeightSchedule",
     "CaseMetricsWriter",

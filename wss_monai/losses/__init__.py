@@ -1,5 +1,6 @@
 """Weak-supervision loss terms, each called as ``term(logits, batch)``."""
 
+from wss_monai.losses.adm import ADMLoss
 from wss_monai.losses.base import WeakLoss, reduce_per_image
 from wss_monai.losses.boundary import BoundaryLoss
 from wss_monai.losses.composite import CompositeLoss, TargetLoss
@@ -23,6 +24,7 @@ from wss_monai.losses.inequality import (
 )
 from wss_monai.losses.masked import IGNORE_MODES, IgnoreMaskedLoss
 from wss_monai.losses.partial_ce import PartialCrossEntropyLoss
+from wss_monai.losses.proposals import batch_case_names, proposal_problems
 from wss_monai.losses.sec import (
     ConstrainLoss,
     ExpansionLoss,
@@ -31,6 +33,7 @@ from wss_monai.losses.sec import (
     global_weighted_rank_pooling,
 )
 from wss_monai.losses.supervision_switch import SupervisionSwitchLoss, supervision_mask
+from wss_monai.losses.trust_region import RobustTrustRegionLoss, robust_trust_region_loss
 
 __all__ = [
     "DenseCRFLoss",
@@ -67,4 +70,9 @@ __all__ = [
     "log_barrier_extension",
     "quadratic_penalty",
     "reduce_per_image",
+    "ADMLoss",
+    "RobustTrustRegionLoss",
+    "batch_case_names",
+    "proposal_problems",
+    "robust_trust_region_loss",
 ]

@@ -37,7 +37,9 @@ class CompositeLoss(nn.Module):
 
     Returns:
         A dict with ``"loss"`` (the weighted total, differentiable) and each term's unweighted value
-        under its name, so a person can see in the logs which term drives training.
+        under its name, so a person can see in the logs which term drives training. A term may
+        return a dict: its ``"loss"`` is the term's value and every other entry a value to log,
+        reported (detached) as ``"<term>_<entry>"`` (e.g. ``adm_proposal_energy``).
 
     Example:
         >>> import torch
@@ -72,6 +74,14 @@ class CompositeLoss(nn.Module):
             self.weights[name] = weight
 
     def forward(self, logits: torch.Tensor, batch: Mapping) -> dict[str, torch.Tensor]:
-        values = {name: term(logits, batch) for name, term in self.terms.items()}
+        values, extras = {}, {}
+        for name, term in self.terms.items():
+            value = term(logits, batch)
+            if isinstance(value, Mapping):
+                if "loss" not in value:
+                    raise KeyError(f"term {name!r} returned a dict without 'loss'; keys {sorted(value)}")
+                extras.update({f"{name}_{k}": v.detach() for k, v in value.items() if k != "loss"})
+                value = value["loss"]
+            values[name] = value
         total = sum(self.weights[name] * value.mean() for name, value in values.items())
-        return {"loss": total, **values}
+        return {"loss": total, **values, **extras}

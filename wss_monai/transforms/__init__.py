@@ -16,6 +16,7 @@ from wss_monai.transforms.input_checks import CheckFinited, CheckLabelsd
 from wss_monai.transforms.moment_bounds import CentroidBounds, CentroidBoundsd, centroid_bounds
 from wss_monai.transforms.points import RandomPointDiscs, RandomPointDiscsd
 from wss_monai.transforms.predicted_bounds import PredictedSizeBounds, PredictedSizeBoundsd
+from wss_monai.transforms.proposals import UnlabelledLike, UnlabelledLiked
 from wss_monai.transforms.pseudo_labels import PseudoLabels, PseudoLabelsd
 from wss_monai.transforms.scribble_files import RemapUnlabelled, RemapUnlabelledd
 from wss_monai.transforms.scribbles import ErosionScribble, ErosionScribbled, StrokeScribble, StrokeScribbled
@@ -23,6 +24,8 @@ from wss_monai.transforms.tag_files import TagsFromFile, TagsFromFiled, case_nam
 from wss_monai.transforms.tags import ImageTags, ImageTagsd
 
 __all__ = [
+    "UnlabelledLike",
+    "UnlabelledLiked",
     "CAMCues",
     "CAMCuesd",
     "CheckCueTagsd",

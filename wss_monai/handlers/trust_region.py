@@ -1,0 +1,254 @@
+"""Robust trust region, stage A: α-expansion proposals per training slice (or volume), every ``M`` epochs, cached.
+
+Marin and Boykov, "Robust trust region for weakly supervised segmentation", ICCV 2021. At the start
+of every ``interval``-th epoch (from ``start_epoch``), the network (in eval mode, without augmentation)
+segments every training volume, and for every training slice (2D, :class:`~wss_monai.data.VolumeSliceDataset`)
+or volume (3D, :class:`~wss_monai.data.WholeVolumeDataset`) the problem
+
+.. math:: s = \\arg\\min_{s:\\, s_{Ω_L} = y} λ \\sum_{(p,q)} w_{pq} [s_p ≠ s_q] − λ_{KL} \\sum_p \\log S_p(s_p)
+
+(partial cross-entropy on hard seeds, grid Potts, ``KL(s ‖ S)`` for one-hot ``s``; labels restricted to
+those present in the seeds) is submitted to a :class:`~wss_monai.solvers.SolverPool`. Training goes on
+meanwhile with the previous proposals: the pool is polled before every iteration and the new
+proposals replace the old as soon as all are solved, at the latest at the end of that epoch (which
+waits for them). The proposals are written into the dataset's volumes under ``proposal_key`` (created
+all :data:`UNLABELLED` by :class:`wss_monai.transforms.UnlabelledLiked`), so that they are sliced,
+augmented and batched with the image and the seeds; :class:`~wss_monai.losses.RobustTrustRegionLoss`
+reads them there. With ``DataLoader`` workers (``num_workers > 0``) each epoch's workers copy the
+dataset when the epoch starts, so new proposals reach the batches from the next epoch on.
+
+``state_dict`` holds the proposals (int8, per volume) and the refresh count: a resumed run starts
+with the cache it saved.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Sequence
+
+import numpy as np
+import torch
+from ignite.engine import Engine, Events
+
+from wss_monai.constants import UNLABELLED
+from wss_monai.data.volumes import WholeVolumeDataset
+from wss_monai.losses.proposals import proposal_problems
+from wss_monai.solvers import SolverPool, potts_problem_energy
+
+__all__ = ["TrustRegionProposals"]
+
+
+class TrustRegionProposals:
+    """Stage A of the robust trust region (see the module): cached α-expansion proposals, refreshed.
+
+    Args:
+        network: the segmentation network.
+        dataset: the training dataset (:class:`~wss_monai.data.VolumeSliceDataset` or
+            :class:`~wss_monai.data.WholeVolumeDataset`), whose ``volumes`` receive the proposals.
+        inferer: ``inferer(inputs (1, C, H, W, D), network) -> logits (1, K, H, W, D)`` on a whole
+            volume (the bundle's validation inferer: MONAI's ``SliceInferer`` in 2D, a sliding window in 3D).
+        potts_weight: ``λ`` (>= 0).
+        kl_weight: ``λ_KL`` (> 0).
+        interval: ``M``, epochs between two stage A (5 in the paper).
+        start_epoch: the first epoch (1-based) that starts with a stage A.
+        seed_key, image_key, proposal_key: volume keys of the seeds, the image and the proposals.
+        neighbourhood: grid of the Potts term; ``None``: 8 in 2D, 6 in 3D.
+        spacing, sigma: as in :func:`wss_monai.losses.potts_edge_weights`.
+        restrict_labels: allow only the labels present in each slice's (volume's) seeds.
+        sweeps, workers, timeout: of the α-expansion and the pool (workers 0: in this process).
+        device: where the network runs.
+        summary_writer: optional TensorBoard writer (``trust_region/proposal_energy``).
+
+    Raises:
+        SolverError: naming the slice (``patient001_frame01 slice 4``) of a failed, killed or timed-out solve.
+    """
+
+    def __init__(
+        self,
+        network: torch.nn.Module,
+        dataset,
+        inferer: Callable,
+        potts_weight: float,
+        kl_weight: float,
+        interval: int = 5,
+        start_epoch: int = 1,
+        seed_key: str = "scribble",
+        image_key: str = "image",
+        proposal_key: str = "proposal",
+        neighbourhood: int | None = None,
+        spacing: Sequence[float] | None = None,
+        sigma: float | None = None,
+        restrict_labels: bool = True,
+        sweeps: int = 5,
+        workers: int = 1,
+        timeout: float = 600.0,
+        device: torch.device | str | None = None,
+        summary_writer=None,
+        name: str = "wss_monai.trust_region",
+    ) -> None:
+        for label, value in (("interval", interval), ("start_epoch", start_epoch)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{label} must be an integer >= 1, got {value!r}")
+        if not hasattr(dataset, "volumes") or not hasattr(dataset, "index"):
+            raise TypeError(f"dataset must be a VolumeSliceDataset or WholeVolumeDataset, got {type(dataset).__name__}")
+        if not potts_weight >= 0 or not kl_weight > 0:
+            raise ValueError(f"potts_weight must be >= 0 and kl_weight > 0, got {potts_weight!r} and {kl_weight!r}")
+        self.network, self.dataset, self.inferer = network, dataset, inferer
+        self.potts_weight, self.kl_weight = float(potts_weight), float(kl_weight)
+        self.interval, self.start_epoch = interval, start_epoch
+        self.seed_key, self.image_key, self.proposal_key = seed_key, image_key, proposal_key
+        self.neighbourhood, self.sigma, self.restrict_labels = neighbourhood, sigma, bool(restrict_labels)
+        self.spacing = None if spacing is None else [float(s) for s in spacing]
+        self.volumetric = isinstance(dataset, WholeVolumeDataset)
+        self.pool = SolverPool("alpha_expansion", workers=workers, timeout=timeout, sweeps=sweeps)
+        self.device = device
+        self.summary_writer = summary_writer
+        self.logger = logging.getLogger(name)
+        self.refreshes = 0
+        self.proposals: dict[int, torch.Tensor] = {}  # volume index -> (1, H, W, D) int8
+        self._pending: tuple | None = None
+        for v, volume in enumerate(self.dataset.volumes):
+            if self.proposal_key not in volume:
+                raise KeyError(
+                    f"volume {v} has no {self.proposal_key!r} map: add wss_monai.transforms.UnlabelledLiked to "
+                    "overlay_transforms and the key to overlay_image_keys"
+                )
+
+    def is_refresh_epoch(self, epoch: int) -> bool:
+        """Whether stage A starts at the beginning of ``epoch`` (1-based)."""
+        return epoch >= self.start_epoch and (epoch - self.start_epoch) % self.interval == 0
+
+    def attach(self, engine: Engine) -> None:
+        engine.add_event_handler(Events.EPOCH_STARTED, self.submit)
+        engine.add_event_handler(Events.ITERATION_STARTED, self.poll)
+        engine.add_event_handler(Events.EPOCH_COMPLETED, self.collect)
+
+    def _volume_items(self) -> dict[int, list[int]]:
+        """Volume index -> the slices trained on (``[-1]`` for a whole volume)."""
+        items: dict[int, list[int]] = {}
+        for entry in self.dataset.index:
+            if self.volumetric:
+                items.setdefault(int(entry), []).append(-1)
+            else:
+                items.setdefault(int(entry[0]), []).append(int(entry[1]))
+        return items
+
+    def _volume_name(self, v: int) -> str:
+        volume = self.dataset.volumes[v]
+        parts = [str(volume[k]) for k in ("patient", "frame") if k in volume and not torch.is_tensor(volume[k])]
+        return "_".join(parts) if parts else f"volume {v}"
+
+    def problems(self) -> tuple[list, list[tuple[int, int]]]:
+        """Stage-A problems of every training slice (volume) from the current network, and their ``(volume, slice)``."""
+        problems, keys = [], []
+        training = self.network.training
+        self.network.eval()
+        try:
+            for v, slices in self._volume_items().items():
+                volume = self.dataset.volumes[v]
+                image = torch.as_tensor(volume[self.image_key]).float()  # (C, H, W, D)
+                seeds = torch.as_tensor(volume[self.seed_key])[0]  # (H, W, D)
+                with torch.no_grad():
+                    logits = self.inferer(image[None].to(self.device), self.network)
+                    logits = logits.as_tensor() if hasattr(logits, "as_tensor") else logits
+                    log_probs = torch.log_softmax(logits.float(), dim=1).cpu()  # (1, K, H, W, D)
+                name = self._volume_name(v)
+                if self.volumetric:
+                    lp, im, sd, cases = log_probs, image[None], seeds[None], [name]
+                else:
+                    lp = log_probs[0].permute(3, 0, 1, 2)[slices]
+                    im = image.permute(3, 0, 1, 2)[slices]
+                    sd = seeds.permute(2, 0, 1)[slices]
+                    cases = [f"{name} slice {s}" for s in slices]
+                problems += proposal_problems(
+                    lp,
+                    im,
+                    sd,
+                    self.potts_weight,
+                    self.kl_weight,
+                    cases,
+                    self.neighbourhood,
+                    self.spacing,
+                    self.sigma,
+                    self.restrict_labels,
+                )
+                keys += [(v, s) for s in slices]
+        finally:
+            self.network.train(training)
+        return problems, keys
+
+    def submit(self, engine: Engine) -> None:
+        """At the start of a refresh epoch: segments the training set and submits its problems to the pool."""
+        if self._pending is not None or not self.is_refresh_epoch(engine.state.epoch):
+            return
+        started = time.perf_counter()
+        problems, keys = self.problems()
+        self._pending = (self.pool.submit(problems), problems, keys, engine.state.epoch, started)
+        self.logger.info("epoch %d: stage A submitted, %d problems", engine.state.epoch, len(problems))
+
+    def poll(self, engine: Engine) -> None:
+        """Before an iteration: takes the new proposals if every problem is solved."""
+        if self._pending is not None and all(f.done() for f in self._pending[0]):
+            self.collect(engine)
+
+    def collect(self, engine: Engine) -> None:
+        """Waits for the pending proposals (if any) and writes them into the cache and the volumes."""
+        if self._pending is None:
+            return
+        futures, problems, keys, epoch, started = self._pending
+        self._pending = None
+        labels = self.pool.gather(futures, problems)
+        energies = []
+        for (v, s), problem, result in zip(keys, problems, labels):
+            if v not in self.proposals:
+                self.proposals[v] = torch.full(
+                    tuple(torch.as_tensor(self.dataset.volumes[v][self.seed_key]).shape), UNLABELLED, dtype=torch.int8
+                )
+            target = self.proposals[v][0] if s < 0 else self.proposals[v][0, ..., s]
+            target.copy_(torch.from_numpy(result.astype(np.int8)))
+            energies.append(self._grid_energy(problem, result))
+        for v in {v for v, _ in keys}:
+            self._write(v)
+        self.refreshes += 1
+        mean_energy = float(np.mean(energies)) if energies else float("nan")
+        self.logger.info(
+            "stage A of epoch %d: %d proposals in %.1f s (in use from iteration %d), mean grid-CRF energy %.4g",
+            epoch,
+            len(problems),
+            time.perf_counter() - started,
+            engine.state.iteration + 1,
+            mean_energy,
+        )
+        if self.summary_writer is not None:
+            self.summary_writer.add_scalar("trust_region/proposal_energy", mean_energy, engine.state.epoch)
+
+    def _grid_energy(self, problem, labels: np.ndarray) -> float:
+        """``Σ w_pq [s_p ≠ s_q] / |Ω|``: the Potts part of the problem's energy without ``λ``, per voxel."""
+        pairwise = potts_problem_energy(problem, labels) - float(
+            np.take_along_axis(problem.unary, labels[None], 0).sum()
+        )
+        return pairwise / max(self.potts_weight, 1e-12) / labels.size if self.potts_weight > 0 else 0.0
+
+    def _write(self, v: int) -> None:
+        self.dataset.volumes[v][self.proposal_key] = self.proposals[v].float()
+
+    def state_dict(self) -> dict:
+        return {"refreshes": self.refreshes, "proposals": {int(v): p.clone() for v, p in self.proposals.items()}}
+
+    def load_state_dict(self, state: dict) -> None:
+        """Restores the cache into the dataset's volumes (shapes checked) and the refresh count."""
+        proposals = {int(v): torch.as_tensor(p).to(torch.int8) for v, p in state["proposals"].items()}
+        for v, p in proposals.items():
+            if v >= len(self.dataset.volumes):
+                raise ValueError(
+                    f"the checkpoint holds proposals of volume {v}, the dataset has {len(self.dataset.volumes)}"
+                )
+            shape = tuple(torch.as_tensor(self.dataset.volumes[v][self.seed_key]).shape)
+            if tuple(p.shape) != shape:
+                raise ValueError(
+                    f"the checkpoint's proposals of volume {v} have shape {tuple(p.shape)}, expected {shape}"
+                )
+        self.proposals, self.refreshes = proposals, int(state["refreshes"])
+        for v in self.proposals:
+            self._write(v)
