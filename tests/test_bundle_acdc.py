@@ -82,7 +82,11 @@ def test_evaluation_writes_dice_and_hd95_per_case(scribble_run, phantoms, tmp_pa
         output_dir=run,
     )
     rows = (run / "eval/metrics.csv").read_text().splitlines()
-    assert rows[0] == "case,dice_rv,hd95_rv,dice_myo,hd95_myo,dice_lv,hd95_lv"
+    trimap = [
+        f"trimap_acc_w{w},trimap_dice_rv_w{w},trimap_dice_myo_w{w},trimap_dice_lv_w{w},trimap_dice_w{w}"
+        for w in (2, 4, 8, 16)
+    ]
+    assert rows[0] == ",".join(["case,dice_rv,hd95_rv,dice_myo,hd95_myo,dice_lv,hd95_lv", *trimap])
     assert len(rows) == 5
     summary = json.loads((run / "eval/summary.json").read_text())
     assert summary["num_cases"] == 4 and 0.0 <= summary["mean_dice"] <= 1.0 and summary["mean_hd95"] >= 0.0

@@ -14,6 +14,7 @@ import torch
 from ignite.engine import Engine, Events
 from monai.data import MetaTensor
 
+from wss_monai.metrics.trimap import trimap_metrics
 from wss_monai.metrics.volume import spacing_from_affine, volume_metrics
 
 __all__ = ["CaseMetricsWriter", "PerCaseMetricsWriter", "summarise_rows"]
@@ -58,6 +59,8 @@ class PerCaseMetricsWriter(ABC):
         case_keys: batch keys whose values name a case.
         pred_key, label_key: keys of the evaluator output.
         name: logger name.
+        trimap_widths: band widths (pixels) of the boundary accuracy and Dice in trimaps
+            (:func:`wss_monai.metrics.trimap_metrics`), added as ``trimap_*`` columns; ``()``: none.
     """
 
     start_event = Events.STARTED
@@ -72,8 +75,12 @@ class PerCaseMetricsWriter(ABC):
         pred_key: str = "pred",
         label_key: str = "label",
         name: str = "wss_monai.case_metrics",
+        trimap_widths: Sequence[int] = (),
     ) -> None:
         self.output_dir = None if output_dir is None else Path(output_dir)
+        self.trimap_widths = [int(w) for w in trimap_widths]
+        if any(w < 1 for w in self.trimap_widths):
+            raise ValueError(f"trimap_widths must be integers >= 1, got {list(trimap_widths)}")
         self.case_keys, self.pred_key, self.label_key = list(case_keys), pred_key, label_key
         self.logger = logging.getLogger(name)
         self.rows: list[dict] = []
@@ -100,6 +107,10 @@ class PerCaseMetricsWriter(ABC):
     def case_metrics(self, pred: torch.Tensor, label: torch.Tensor, spacing: Sequence[float]) -> dict[str, float]:
         """Metrics of one case from integer class maps ``pred`` and ``label`` ``(H, W, D)`` and the spacing (mm)."""
 
+    def trimap_case_metrics(self, pred: torch.Tensor, label: torch.Tensor) -> dict[str, float]:
+        """The ``trimap_*`` metrics of one case (integer maps ``(H, W, D)``); ``{}`` without ``trimap_widths``."""
+        return {}
+
     @abstractmethod
     def publish(self, engine: Engine, names: list[str], summary: dict[str, dict[str, float]]) -> dict:
         """Puts the summary in ``engine.state.metrics``; returns the ``summary.json`` payload (with ``mean_dice``)."""
@@ -112,7 +123,10 @@ class PerCaseMetricsWriter(ABC):
             if not isinstance(label, MetaTensor):
                 raise TypeError(f"{type(self).__name__} needs the label as a MetaTensor carrying its affine (spacing)")
             spacing = spacing_from_affine(label.affine)
-            metrics = self.case_metrics(_class_map(output[self.pred_key]), _class_map(label), spacing)
+            pred, label_map = _class_map(output[self.pred_key]), _class_map(label)
+            metrics = self.case_metrics(pred, label_map, spacing)
+            if self.trimap_widths:
+                metrics.update(self.trimap_case_metrics(pred, label_map))
             self.rows.append({"case": self._case_name(item, label, len(self.rows)), **metrics})
 
     def metric_names(self) -> list[str]:
@@ -125,9 +139,10 @@ class PerCaseMetricsWriter(ABC):
         names = self.metric_names()
         summary = summarise_rows(self.rows, names)
         payload = self.publish(engine, names, summary)
-        lines = [f"{'metric':<14}{'mean':>10}{'std':>10}{'n':>5}"]
+        width = max([14] + [len(n) + 2 for n in names])
+        lines = [f"{'metric':<{width}}{'mean':>10}{'std':>10}{'n':>5}"]
         lines += [
-            f"{n:<14}{summary[n]['mean']:>10.4f}{summary[n]['std']:>10.4f}{summary[n]['count']:>5d}" for n in names
+            f"{n:<{width}}{summary[n]['mean']:>10.4f}{summary[n]['std']:>10.4f}{summary[n]['count']:>5d}" for n in names
         ]
         self.logger.info(
             "%d cases, mean %s Dice %.4f\n%s", len(self.rows), self.headline, payload["mean_dice"], "\n".join(lines)
@@ -158,6 +173,7 @@ class CaseMetricsWriter(PerCaseMetricsWriter):
         class_names: names of the classes, index 0 first (the background is not reported).
         hd95: also compute HD95 (slower than Dice).
         case_keys: batch keys whose values name a case.
+        trimap_widths: band widths (pixels) of the per-class boundary accuracy and Dice in trimaps; ``()``: none.
     """
 
     def __init__(
@@ -169,8 +185,9 @@ class CaseMetricsWriter(PerCaseMetricsWriter):
         pred_key: str = "pred",
         label_key: str = "label",
         name: str = "wss_monai.case_metrics",
+        trimap_widths: Sequence[int] = (),
     ) -> None:
-        super().__init__(output_dir, case_keys, pred_key, label_key, name)
+        super().__init__(output_dir, case_keys, pred_key, label_key, name, trimap_widths)
         self.class_names = list(class_names)
         self.hd95 = hd95
 
@@ -179,6 +196,9 @@ class CaseMetricsWriter(PerCaseMetricsWriter):
         if not self.hd95:
             metrics = {k: v for k, v in metrics.items() if not k.startswith("hd95")}
         return metrics
+
+    def trimap_case_metrics(self, pred: torch.Tensor, label: torch.Tensor) -> dict[str, float]:
+        return trimap_metrics(pred, label, self.class_names, self.trimap_widths)
 
     def publish(self, engine: Engine, names: list[str], summary: dict[str, dict[str, float]]) -> dict:
         dice_names = [n for n in names if n.startswith("dice_")]

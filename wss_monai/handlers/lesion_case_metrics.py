@@ -9,6 +9,7 @@ from ignite.engine import Engine, Events
 
 from wss_monai.handlers.case_metrics import PerCaseMetricsWriter
 from wss_monai.metrics.lesion import lesion_metrics
+from wss_monai.metrics.trimap import trimap_metrics
 
 __all__ = ["LESION_COLUMNS", "LesionMetricsWriter"]
 
@@ -35,6 +36,8 @@ class LesionMetricsWriter(PerCaseMetricsWriter):
         ignore_value: label value to ignore, or ``None``.
         case_keys: batch keys whose values name a case (else the label's file name).
         pred_key, label_key: keys of the evaluator output: class maps ``(1, H, W, D)`` or one-hot.
+        trimap_widths: band widths (pixels) of the lesion's boundary accuracy and Dice in trimaps
+            (``trimap_*`` columns, the ignored voxels left out of the bands); ``()``: none.
     """
 
     start_event = Events.EPOCH_STARTED
@@ -50,10 +53,11 @@ class LesionMetricsWriter(PerCaseMetricsWriter):
         pred_key: str = "pred",
         label_key: str = "label",
         name: str = "wss_monai.lesion_metrics",
+        trimap_widths: Sequence[int] = (),
     ) -> None:
         if ignore_value is not None and ignore_value == lesion_class:
             raise ValueError(f"ignore_value must differ from lesion_class, got {ignore_value} for both")
-        super().__init__(output_dir, case_keys, pred_key, label_key, name)
+        super().__init__(output_dir, case_keys, pred_key, label_key, name, trimap_widths)
         self.lesion_class, self.ignore_value = int(lesion_class), ignore_value
 
     def case_name_from_batch(self, item: dict) -> str | None:
@@ -74,8 +78,15 @@ class LesionMetricsWriter(PerCaseMetricsWriter):
         )
         return {k: metrics[k] for k in LESION_COLUMNS}
 
+    def trimap_case_metrics(self, pred: torch.Tensor, label: torch.Tensor) -> dict[str, float]:
+        ignore = None if self.ignore_value is None else label == self.ignore_value
+        return trimap_metrics(
+            pred == self.lesion_class, label == self.lesion_class, ["background", "lesion"], self.trimap_widths, ignore
+        )
+
     def metric_names(self) -> list[str]:
-        return list(LESION_COLUMNS)
+        trimap = [k for k in self.rows[0] if k.startswith("trimap_")] if self.rows else []
+        return list(LESION_COLUMNS) + trimap
 
     def publish(self, engine: Engine, names: list[str], summary: dict[str, dict[str, float]]) -> dict:
         for name in names:

@@ -87,7 +87,8 @@ class ADMLoss(WeakLoss):
         >>> logits = torch.tensor([[[[2.0, 0.0, -2.0]], [[-2.0, 0.0, 2.0]]]])  # (1, 2, 1, 3)
         >>> batch = {"image": torch.zeros(1, 1, 1, 3), "scribble": torch.tensor([[[[0, -1, -1]]]])}
         >>> out = ADMLoss(potts_weight=0.0, gamma=1.0, workers=0)(logits, batch)  # X = [0, ?, 1]
-        >>> round(out["loss"].item(), 4), round(out["proposal_energy"].item(), 4)  # (2 log(1 + e^-4) + log 2) / 3; 1 cut / 3
+        >>> # loss (2 log(1 + e^-4) + log 2) / 3; energy: 1 cut edge / 3 voxels
+        >>> round(out["loss"].item(), 4), round(out["proposal_energy"].item(), 4)
         (0.2431, 0.3333)
     """
 
