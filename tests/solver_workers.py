@@ -14,7 +14,7 @@ def raise_on_second(problem):
     return alpha_expansion(problem)
 
 
-def kill_self(problem):
+def kill_self(problem, **options):
     """Kills its own worker process mid-solve."""
     os.kill(os.getpid(), signal.SIGKILL)
 
