@@ -16,7 +16,8 @@ for disagreeing with the proposal. ``|Ω|`` counts the voxels with a seed or a p
 padding has neither).
 
 Before the first stage A an image has no proposal (all :data:`UNLABELLED`): its loss is then the
-partial cross-entropy on its seeds, normalised by their number.
+partial cross-entropy on its seeds, normalised by their number (and a batch without any proposal
+gets exactly :class:`~wss_monai.losses.PartialCrossEntropyLoss`, seeds pooled over the batch).
 """
 
 from __future__ import annotations
@@ -107,4 +108,10 @@ class RobustTrustRegionLoss(WeakLoss):
         seeds = seed_map(self, batch, self.seed_key, logits)
         proposals = seed_map(self, batch, self.proposal_key, logits)
         log_probs = torch.log_softmax(logits if logits.dtype == torch.float64 else logits.float(), dim=1)
+        if self.reduction == "mean" and bool((proposals == UNLABELLED).all()):
+            # no proposal in the batch (before the first stage A): exactly the partial CE of
+            # PartialCrossEntropyLoss, whose mean pools the seeds of the batch
+            seeded = seeds != UNLABELLED
+            log_seed = log_probs.gather(1, seeds.clamp_min(0)[:, None])[:, 0]
+            return -(log_seed * seeded).sum() / seeded.sum().clamp_min(1)
         return reduce_per_image(robust_trust_region_loss(log_probs, seeds, proposals, self.epsilon), self.reduction)

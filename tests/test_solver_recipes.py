@@ -1,0 +1,105 @@
+"""The solver overlays (configs/regularisers/adm.yaml, trust_region.yaml) on the acdc bundle, 2D and 3D."""
+
+import re
+
+import pytest
+import torch
+from bundle_helpers import ROOT, config_parser, run_bundle
+
+from wss_monai.constants import UNLABELLED
+from wss_monai.data.phantoms import make_cardiac_phantoms
+from wss_monai.losses import ADMLoss, PartialCrossEntropyLoss, PottsEnergy, RobustTrustRegionLoss
+
+ACDC = [ROOT / "bundles/acdc/configs/train.yaml", ROOT / "configs/profiles/cpu_quick.yaml"]
+SCRIBBLE_FILES = ROOT / "configs/supervision/scribble_files.yaml"
+ADM = ROOT / "configs/regularisers/adm.yaml"
+TRUST_REGION = ROOT / "configs/regularisers/trust_region.yaml"
+SOLVER_RUN = {"solver_workers": 1, "spatial_size": 32}
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def cardiac(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("acdc")
+    return make_cardiac_phantoms(folder, num_patients=5, seed=4, shape=(40, 40), num_slices=(3, 4))
+
+
+@pytest.mark.parametrize("recipe", ["scribble_files", "scribble", "points"])
+@pytest.mark.parametrize("profile", [[], [ROOT / "configs/profiles/whole_volumes_3d.yaml"]], ids=["2d", "3d"])
+def test_both_overlays_fit_any_seed_recipe_in_2d_and_3d(recipe, profile, cardiac):
+    seeds = [ROOT / f"configs/supervision/{recipe}.yaml"]
+    adm = config_parser(ACDC + seeds + profile + [ADM], dataset_dir=str(cardiac), output_dir="unused")
+    terms = adm.get_parsed_content("loss_terms", instantiate=True)
+    assert isinstance(terms["pce"]["loss"], PartialCrossEntropyLoss) and terms["pce"]["weight"] == 1.0
+    assert isinstance(terms["adm"]["loss"], ADMLoss) and isinstance(terms["potts_energy"]["loss"], PottsEnergy)
+    assert adm.get_parsed_content("train_image_keys") == ["image", "scribble"]
+    tr = config_parser(ACDC + seeds + profile + [TRUST_REGION], dataset_dir=str(cardiac), output_dir="unused")
+    terms = tr.get_parsed_content("loss_terms", instantiate=True)
+    assert terms["pce"]["weight"] == 0.0 and isinstance(terms["trust_region"]["loss"], RobustTrustRegionLoss)
+    # eps = (K - 1) / (K + b/a): b/a as configured
+    epsilon, k = terms["trust_region"]["loss"].epsilon, tr.get_parsed_content("num_classes")
+    a, b = epsilon / (k - 1), 1 - k * epsilon / (k - 1)
+    assert b / a == pytest.approx(tr.get_parsed_content("tr_robust_ratio"))
+    assert tr.get_parsed_content("train_image_keys") == ["image", "scribble", "proposal"]
+
+
+def test_adm_training_logs_its_terms_and_checkpoints_gamma(cardiac, tmp_path):
+    result = run_bundle(
+        "training",
+        ACDC + [SCRIBBLE_FILES, ADM],
+        cwd=tmp_path,
+        dataset_dir=cardiac,
+        output_dir=tmp_path / "run",
+        adm_gamma_growth=2.0,
+        **SOLVER_RUN,
+    )
+    log = result.stdout + result.stderr
+    lines = re.findall(
+        r"epoch \d/2: total \S+\s+pce \S+\s+adm (\S+)\s+potts_energy (\S+)\s+adm_proposal_energy (\S+)", log
+    )
+    assert len(lines) == 2 and all(float(v) > 0 for line in lines for v in line)
+    assert [float(g) for g in re.findall(r"gamma (\S+)", log)] == [2.0, 4.0]
+    final = torch.load(tmp_path / "run/models/model_final.pt", weights_only=False)
+    assert final["adm_gamma_schedule"]["epochs"] == 2
+
+
+def test_trust_region_training_refreshes_caches_and_resumes(cardiac, tmp_path):
+    configs = ACDC + [SCRIBBLE_FILES, TRUST_REGION]
+    common = {"dataset_dir": cardiac, "tr_interval": 1, **SOLVER_RUN}
+    first = run_bundle("training", configs, cwd=tmp_path, output_dir=tmp_path / "a", **common)
+    log = first.stdout + first.stderr
+    assert re.findall(r"stage A of epoch (\d): (\d+) proposals", log) == [("1", "14"), ("2", "14")]
+    lines = re.findall(r"epoch (\d)/2: total \S+\s+pce (\S+)\s+trust_region (\S+)\s+potts_energy \S+", log)
+    assert lines[0][1] == lines[0][2]  # no proposal during the first epoch: the partial CE of the seeds
+    saved = torch.load(tmp_path / "a/models/model_final.pt", weights_only=False)["trust_region_proposals"]
+    assert saved["refreshes"] == 2 and len(saved["proposals"]) == 6  # 3 training patients x 2 frames
+    assert all((p != UNLABELLED).any() for p in saved["proposals"].values())
+    # resumed with M = 5: epoch 3 starts no stage A and trains on the saved proposals
+    resumed = run_bundle(
+        "training",
+        configs,
+        cwd=tmp_path,
+        output_dir=tmp_path / "b",
+        max_epochs=3,
+        resume_checkpoint=tmp_path / "a/models/model_final.pt",
+        **{**common, "tr_interval": 5},
+    )
+    log = resumed.stdout + resumed.stderr
+    assert "stage A" not in log
+    pce, trust_region = re.search(r"epoch 3/3: total \S+\s+pce (\S+)\s+trust_region (\S+)", log).groups()
+    assert pce != trust_region
+    final = torch.load(tmp_path / "b/models/model_final.pt", weights_only=False)["trust_region_proposals"]
+    assert final["refreshes"] == 2
+    assert all(torch.equal(final["proposals"][v], saved["proposals"][v]) for v in saved["proposals"])
+
+
+def test_trust_region_on_whole_volumes(cardiac, tmp_path):
+    configs = ACDC + [SCRIBBLE_FILES, ROOT / "configs/profiles/whole_volumes_3d.yaml", TRUST_REGION]
+    result = run_bundle(
+        "training", configs, cwd=tmp_path, dataset_dir=cardiac, output_dir=tmp_path / "run", max_epochs=1, **SOLVER_RUN
+    )
+    log = result.stdout + result.stderr
+    assert re.search(r"stage A of epoch 1: 6 proposals", log)  # one per volume
+    saved = torch.load(tmp_path / "run/models/model_final.pt", weights_only=False)["trust_region_proposals"]
+    assert all((p != UNLABELLED).all() for p in saved["proposals"].values())
