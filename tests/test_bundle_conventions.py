@@ -59,7 +59,7 @@ def _data_overrides(bundle: str, phantoms: dict[str, Path]) -> dict:
 
 
 def _workflow(config_file, workflow_type: str, **overrides) -> ConfigWorkflow:
-    """An initialised ConfigWorkflow without the bundle's logging config (this process keeps its own)."""
+    """A ConfigWorkflow, not yet initialised, without the bundle's logging config (this process keeps its own)."""
     files = [str(f) for f in config_file]
     return ConfigWorkflow(config_file=files, workflow_type=workflow_type, logging_file=False, **overrides)
 
