@@ -15,6 +15,10 @@ SMALL = {"spatial_size": 32, "batch_size": 8, "max_epochs": 2, "val_interval": 1
 """Overrides of every bundle run unless given otherwise: 32 x 32 slices, two epochs, two validation cases."""
 
 
+def _env() -> dict:
+    return {**os.environ, "PYTHONWARNINGS": "ignore", "OMP_NUM_THREADS": "1"}
+
+
 def run_bundle(
     run_id: str | None,
     configs: Sequence[str | Path],
@@ -29,11 +33,32 @@ def run_bundle(
     With ``check`` a failed run raises an AssertionError quoting the end of its output.
     """
     command = bundle_command(run_id, configs, {**base, **overrides})
-    env = {**os.environ, "PYTHONWARNINGS": "ignore", "OMP_NUM_THREADS": "1"}
-    result = subprocess.run(command, cwd=cwd, capture_output=True, text=True, env=env)
+    result = subprocess.run(command, cwd=cwd, capture_output=True, text=True, env=_env())
     if check and result.returncode:
         raise AssertionError(f"bundle run failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}")
     return result
+
+
+def run_bundles(runs: Sequence[tuple[str | None, Sequence[str | Path], str | Path, Mapping]]) -> None:
+    """Several ``run_bundle`` at once, each ``(run_id, configs, cwd, overrides)`` with no ``base``.
+
+    Raises an AssertionError quoting the end of the output of the first run that failed.
+    """
+    processes = [
+        subprocess.Popen(
+            bundle_command(run_id, configs, overrides),
+            cwd=cwd,
+            env=_env(),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )  # fmt: skip
+        for run_id, configs, cwd, overrides in runs
+    ]
+    outputs = [process.communicate()[0] for process in processes]
+    for process, output in zip(processes, outputs):
+        if process.returncode:
+            raise AssertionError(f"bundle run {process.args[3:5]} failed:\n{output[-4000:]}")
 
 
 def config_parser(configs: Sequence[str | Path], **overrides) -> ConfigParser:

@@ -12,6 +12,7 @@ from wss_monai.data.phantoms import make_cardiac_phantoms
 
 TRAIN = ROOT / "bundles/acdc/configs/train.yaml"
 QUICK = ROOT / "configs/profiles/cpu_quick.yaml"
+INFER = ROOT / "bundles/acdc/configs/inference.yaml"
 
 pytestmark = pytest.mark.slow
 
@@ -50,19 +51,14 @@ def test_training_writes_models_logs_and_a_patient_level_split(scribble_run):
 
 
 def test_inference_writes_each_prediction_in_its_input_space(scribble_run, phantoms, tmp_path):
-    run, configs = scribble_run
+    run, _ = scribble_run
     inputs = tmp_path / "in"
     inputs.mkdir()
     sources = sorted((phantoms / "training/patient001").glob("patient001_frame??.nii.gz"))
     for source in sources:
         (inputs / source.name).write_bytes(source.read_bytes())
-    run_bundle(
-        "inferring",
-        configs + [ROOT / "bundles/acdc/configs/inference.yaml"],
-        cwd=tmp_path,
-        output_dir=run,
-        input_dir=inputs,
-    )
+    # inference.yaml alone: the run's recorded config brings the profile, the recipe and spatial_size 32
+    run_bundle("inferring", [INFER], cwd=tmp_path, base={}, run_dir=run, input_dir=inputs)
     for source in sources:
         image = nib.load(source)
         pred = nib.load(run / "predictions" / source.name.replace(".nii.gz", "_seg.nii.gz"))
@@ -139,15 +135,14 @@ def test_bad_inputs_stop_the_run_with_the_file_named(phantoms, tmp_path):
 
 
 def test_a_nan_scan_stops_inference_with_the_file_named(scribble_run, phantoms, tmp_path):
-    run, configs = scribble_run
+    run, _ = scribble_run
     nan_dir = tmp_path / "nan_in"
     nan_dir.mkdir()
     source = nib.load(phantoms / "training/patient001/patient001_frame01.nii.gz")
     data = np.asarray(source.dataobj).copy()
     data[0, 0, 0] = np.nan
     nib.save(nib.Nifti1Image(data, source.affine), nan_dir / "scan.nii.gz")
-    inference = configs + [ROOT / "bundles/acdc/configs/inference.yaml"]
-    result = run_bundle("inferring", inference, cwd=tmp_path, check=False, input_dir=nan_dir, output_dir=run)
+    result = run_bundle("inferring", [INFER], cwd=tmp_path, check=False, base={}, input_dir=nan_dir, run_dir=run)
     text = result.stderr + result.stdout
     assert result.returncode != 0 and "scan.nii.gz) holds 1 NaN/inf values" in text
     assert not (run / "predictions/scan_seg.nii.gz").exists()

@@ -93,12 +93,13 @@ def test_evaluation_writes_lesion_metrics_per_case(trained, tmp_path):
 
 
 def test_inference_writes_each_prediction_in_its_input_space(trained, phantoms, tmp_path):
-    run, configs, _ = trained
+    run, _, _ = trained
     run_bundle(
         "inferring",
-        configs + [ROOT / "bundles/isles/configs/inference.yaml"],
+        [ROOT / "bundles/isles/configs/inference.yaml"],
         cwd=tmp_path,
-        output_dir=run,
+        base={},
+        run_dir=run,
         input_dir=phantoms,
         infer_subset="TRAINING",
     )

@@ -36,8 +36,8 @@ def trained(phantoms, tmp_path_factory):
     run_bundle("run", configs, cwd=out, dataset_dir=phantoms, output_dir=out / "run")
     run_bundle("evaluating", configs + [ROOT / "bundles/wmh/configs/evaluate.yaml"], cwd=out,
            dataset_dir=phantoms, output_dir=out / "run")  # fmt: skip
-    run_bundle("inferring", configs + [ROOT / "bundles/wmh/configs/inference.yaml"], cwd=out,
-           input_dir=phantoms, output_dir=out / "run")  # fmt: skip
+    run_bundle("inferring", [ROOT / "bundles/wmh/configs/inference.yaml"], cwd=out, base={},
+           input_dir=phantoms, run_dir=out / "run")  # fmt: skip
     return out / "run"
 
 

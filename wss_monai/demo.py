@@ -82,12 +82,8 @@ def run_demo(work_dir: str | Path = "runs/demo", num_patients: int = 16, max_epo
     results = {}
     for recipe, (name, files, extra) in RECIPES.items():
         configs = base + [root / f for f in files]
-        _bundle(
-            "inferring",
-            configs + [bundle / "inference.yaml"],
-            {**common, **extra, "output_dir": work / recipe, "input_dir": nifti_in},
-            work / recipe / "log.txt",
-        )
+        infer = {"run_dir": work / recipe, "input_dir": nifti_in}  # inference.yaml alone reads the run's config
+        _bundle("inferring", [bundle / "inference.yaml"], infer, work / recipe / "log.txt")
         _bundle(
             "evaluating",
             configs + [bundle / "evaluate.yaml"],

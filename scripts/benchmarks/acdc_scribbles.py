@@ -29,7 +29,7 @@ import numpy as np
 from scipy import ndimage
 
 from wss_monai.metrics.volume import spacing_from_affine, volume_metrics
-from wss_monai.utils.bundle_runs import bundle_command, run_logged
+from wss_monai.utils.bundle_runs import bundle_command, record_config_if_missing, run_logged
 
 ROOT = Path(__file__).resolve().parents[2]
 CLASSES = ("background", "rv", "myo", "lv")
@@ -76,9 +76,11 @@ def run_method(name: str, args: argparse.Namespace) -> Path:
             link.symlink_to(case["image"])
     predictions = out / f"predictions_{args.split}"
     if len(list(predictions.glob("*_seg.nii.gz"))) < len(cases):
-        infer = {**common, "input_dir": inputs, "pred_dir": predictions, "ckpt_path": out / "models/model_final.pt"}
-        configs_infer = configs + [ROOT / "bundles/acdc/configs/inference.yaml"]
-        run_logged(bundle_command("inferring", configs_infer, infer), out / "log.txt", cwd=ROOT)
+        record_config_if_missing(out, configs, common)  # a run trained before runs recorded their config
+        infer = {"run_dir": out, "input_dir": inputs, "output_dir": predictions}
+        infer["ckpt_path"] = out / "models/model_final.pt"
+        infer_config = [ROOT / "bundles/acdc/configs/inference.yaml"]
+        run_logged(bundle_command("inferring", infer_config, infer), out / "log.txt", cwd=ROOT)
     return out
 
 

@@ -37,7 +37,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from lesion_boundary import METHODS, bundle_configs, generate_phantoms, run_dir  # noqa: E402
 
-from wss_monai.utils.bundle_runs import bundle_command, run_logged  # noqa: E402
+from wss_monai.utils.bundle_runs import bundle_command, record_config_if_missing, run_logged  # noqa: E402
 
 MIMIC_CHANNEL = {"isles": 1, "wmh": 0}  # CBF, FLAIR
 FULL = np.ones((3, 3, 3), bool)
@@ -62,16 +62,17 @@ def segment(dataset: str, method: str, run: Path, data: Path) -> Path:
     """Predictions of every case of ``data`` with the run's final checkpoint (bundle inference)."""
     pred_dir = run / "predictions"
     if not pred_dir.is_dir():
-        configs = bundle_configs(dataset, method) + [ROOT / f"bundles/{dataset}/configs/inference.yaml"]
         size = json.loads((data / "done.json").read_text())["size"]
+        # a run trained before runs recorded their config: the network and preprocessing depend on these only
+        record_config_if_missing(run, bundle_configs(dataset, method), {"spatial_size": size})
         overrides = {
+            "run_dir": run,
             "input_dir": data,
-            "output_dir": run,
             "ckpt_path": run / "models/model_final.pt",
-            "spatial_size": size,
             **({"infer_subset": "TRAINING"} if dataset == "isles" else {}),
         }
-        run_logged(bundle_command("inferring", configs, overrides), run / "inference_log.txt", cwd=ROOT)
+        infer_config = [ROOT / f"bundles/{dataset}/configs/inference.yaml"]
+        run_logged(bundle_command("inferring", infer_config, overrides), run / "inference_log.txt", cwd=ROOT)
     return pred_dir
 
 

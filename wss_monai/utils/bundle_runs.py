@@ -14,7 +14,7 @@ import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-__all__ = ["bundle_command", "run_logged"]
+__all__ = ["bundle_command", "record_config_if_missing", "run_logged"]
 
 logger = logging.getLogger(__name__)
 
@@ -48,3 +48,23 @@ def run_logged(
     if result.returncode:
         tail = "".join(log_file.read_text().splitlines(keepends=True)[-tail_lines:])
         raise RuntimeError(f"{command[3:5]} failed with exit code {result.returncode}; end of {log_file}:\n{tail}")
+
+
+def record_config_if_missing(run_dir: str | Path, configs: Sequence[str | Path], overrides: Mapping) -> bool:
+    """Records ``<run_dir>/configs/train.json`` for a run trained before runs recorded their own config.
+
+    The config is ``configs`` merged in order, then ``overrides`` (paths as strings), as the training
+    command line merged them; inference.yaml reads it. Does nothing and returns False when the run
+    already holds one.
+    """
+    from monai.bundle import ConfigParser
+
+    from wss_monai.bundle import RUN_CONFIG, record_run_config
+
+    if (Path(run_dir) / RUN_CONFIG).is_file():
+        return False
+    parser = ConfigParser()
+    parser.read_config([str(c) for c in configs])
+    parser.update({key: str(value) if isinstance(value, Path) else value for key, value in overrides.items()})
+    record_run_config(run_dir, parser)
+    return True

@@ -1,0 +1,242 @@
+"""The bundles on MONAI's conventions: property checks, a run that records its config, inference.yaml
+alone on a trained run, TorchScript export with ``ckpt_export``.
+
+The property checks run in this process (``ConfigWorkflow``, initialised, as MONAI requires before
+``check_properties``); training and inference run as ``python -m monai.bundle`` subprocesses.
+"""
+
+import json
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pytest
+import torch
+from bundle_helpers import ROOT, SMALL, run_bundles
+from monai.bundle import ConfigWorkflow, ckpt_export
+from monai.utils import BundleProperty, BundlePropertyConfig
+
+from wss_monai.bundle import BEST_CHECKPOINT, RUN_CONFIG, RUN_METADATA, TrainedRun
+from wss_monai.data.lesion_phantoms import make_isles_phantoms, make_wmh_phantoms
+from wss_monai.data.phantoms import make_cardiac_phantoms
+
+BUNDLES = ("acdc", "isles", "wmh")
+RECIPE = {
+    "acdc": "configs/supervision/scribble.yaml",
+    "isles": "configs/lesion/gdl_boundary_3d.yaml",
+    "wmh": "configs/lesion/gdl_boundary_2d.yaml",
+}
+PROFILE = {
+    "acdc": "configs/profiles/cpu_quick.yaml",
+    "isles": "configs/profiles/lesion_cpu_quick.yaml",
+    "wmh": "configs/profiles/lesion_cpu_quick.yaml",
+}
+CLASSES = {"acdc": 4, "isles": 2, "wmh": 2}
+CHANNELS = {"acdc": 1, "isles": 5, "wmh": 2}
+INFER_EXTRA = {"acdc": {}, "isles": {"infer_subset": "TRAINING"}, "wmh": {}}  # the ISLES phantoms have no TESTING/
+
+
+CONFIGS = ROOT / "configs"
+
+
+def _configs(bundle: str, name: str) -> Path:
+    return ROOT / f"bundles/{bundle}/configs/{name}.yaml"
+
+
+@pytest.fixture(scope="module")
+def phantoms(tmp_path_factory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("phantoms")
+    return {
+        "acdc": make_cardiac_phantoms(root / "acdc", num_patients=4, seed=3, shape=(32, 32), num_slices=(3, 4)),
+        "isles": make_isles_phantoms(root / "isles", num_cases=4, seed=2, shape=(32, 32), num_slices=(2, 3)),
+        "wmh": make_wmh_phantoms(root / "wmh", num_subjects=4, seed=5, shape=(32, 32, 8)),
+    }
+
+
+def _data_overrides(bundle: str, phantoms: dict[str, Path]) -> dict:
+    extra = {"patient_map_file": str(phantoms["isles"] / "phantom_patients.json")} if bundle == "isles" else {}
+    return {"dataset_dir": str(phantoms[bundle]), **extra}
+
+
+def _workflow(config_file, workflow_type: str, **overrides) -> ConfigWorkflow:
+    """A ConfigWorkflow, not yet initialised, without the bundle's logging config (this process keeps its own)."""
+    files = [str(f) for f in config_file]
+    return ConfigWorkflow(config_file=files, workflow_type=workflow_type, logging_file=False, **overrides)
+
+
+@pytest.fixture(scope="module")
+def trained(phantoms, tmp_path_factory) -> dict[str, Path]:
+    """One tiny `run training` per bundle (profile + recipe, one epoch), the three at once, outside the repository."""
+    runs, commands = {}, []
+    for bundle in BUNDLES:
+        out = tmp_path_factory.mktemp(f"{bundle}_run")
+        configs = [_configs(bundle, "train"), ROOT / PROFILE[bundle], ROOT / RECIPE[bundle]]
+        overrides = {**SMALL, "max_epochs": 1, "output_dir": out / "run", **_data_overrides(bundle, phantoms)}
+        commands.append(("training", configs, out, overrides))
+        runs[bundle] = out / "run"
+    run_bundles(commands)
+    return runs
+
+
+@pytest.fixture(scope="module")
+def inputs(phantoms, tmp_path_factory) -> dict[str, tuple[Path, list[tuple[Path, Path]]]]:
+    """Per bundle: (input_dir, [(input image, its prediction's path relative to the output folder)])."""
+    flat = tmp_path_factory.mktemp("acdc_in")
+    acdc = []
+    for source in sorted((phantoms["acdc"] / "training/patient001").glob("patient001_frame??.nii.gz")):
+        (flat / source.name).write_bytes(source.read_bytes())
+        acdc.append((source, Path(source.name.replace(".nii.gz", "_seg.nii.gz"))))
+    isles, wmh = phantoms["isles"], phantoms["wmh"]
+    return {
+        "acdc": (flat, acdc),
+        "isles": (
+            isles,
+            [
+                (s, s.relative_to(isles).with_name(s.name.replace(".nii", "_seg.nii.gz")))
+                for s in sorted(isles.glob("TRAINING/case_*/SMIR.Brain.XX.O.CT.*/*.nii"))
+            ],
+        ),
+        "wmh": (
+            wmh,
+            [(s, s.relative_to(wmh).with_name("FLAIR_seg.nii.gz")) for s in sorted(wmh.rglob("FLAIR.nii.gz"))],
+        ),
+    }
+
+
+@pytest.fixture(scope="module")
+def predicted(trained, inputs, tmp_path_factory) -> dict[str, Path]:
+    """inference.yaml alone on each trained run (MONAI's default run id), the three at once; the output folders."""
+    commands, outputs = [], {}
+    for bundle in BUNDLES:
+        overrides = {"run_dir": trained[bundle], "input_dir": inputs[bundle][0], **INFER_EXTRA[bundle]}
+        commands.append((None, [_configs(bundle, "inference")], tmp_path_factory.mktemp(f"{bundle}_infer"), overrides))
+        outputs[bundle] = trained[bundle] / "predictions"
+    run_bundles(commands)
+    return outputs
+
+
+def test_every_recipe_profile_and_overlay_keeps_the_property_ids():
+    """The ids MONAI's check reads, for each train.yaml with each file that can be merged after it.
+
+    check_properties() builds each property it checks (the datasets, the trainer), so the full check
+    runs on a few merges below; here the required ids must exist and the optional ones, where the
+    engines refer to them, be referred to by their property id, as check_properties() asks.
+    """
+    merges = {
+        "acdc": [*CONFIGS.glob("supervision/*.yaml"), *CONFIGS.glob("regularisers/*.yaml"),
+                 *CONFIGS.glob("augmentation/*.yaml"), CONFIGS / "profiles/cpu_quick.yaml",
+                 CONFIGS / "profiles/paper_gpu.yaml", CONFIGS / "profiles/whole_volumes_3d.yaml"],
+        "isles": [*CONFIGS.glob("lesion/*.yaml"), CONFIGS / "profiles/lesion_cpu_quick.yaml",
+                  CONFIGS / "profiles/whole_volumes_3d.yaml"],
+    }  # fmt: skip
+    merges["wmh"] = merges["isles"]
+    checked = 0
+    for bundle, extras in merges.items():
+        for extra in [None, *extras]:
+            files = [_configs(bundle, "train")] + ([extra] if extra else [])
+            workflow = _workflow(files, "train")
+            workflow.parser.parse()
+            wrong = [
+                name
+                for name, prop in workflow.properties.items()
+                if not prop.get(BundleProperty.REQUIRED) and not workflow._check_optional_id(name, prop)
+            ]
+            missing = [
+                name
+                for name, prop in workflow.properties.items()
+                if prop.get(BundleProperty.REQUIRED) and prop[BundlePropertyConfig.ID] not in workflow.parser
+            ]
+            assert wrong == missing == [], [str(f) for f in files]
+            checked += 1
+    assert checked > 40
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("bundle", BUNDLES)
+@pytest.mark.parametrize("with_recipe", [False, True], ids=["alone", "recipe"])
+def test_train_configs_pass_monai_property_checks(bundle, with_recipe, phantoms, tmp_path):
+    configs = [_configs(bundle, "train")] + ([ROOT / RECIPE[bundle]] if with_recipe else [])
+    workflow = _workflow(configs, "train", output_dir=str(tmp_path), **SMALL, **_data_overrides(bundle, phantoms))
+    workflow.initialize()
+    assert workflow.check_properties() == []
+    assert (tmp_path / RUN_CONFIG).is_file()  # initialisation records the config
+
+
+@pytest.mark.slow
+def test_a_train_config_without_a_required_id_fails_the_check(phantoms, tmp_path):
+    workflow = _workflow([_configs("acdc", "train")], "train", output_dir=str(tmp_path), **SMALL,
+                         **_data_overrides("acdc", phantoms))  # fmt: skip
+    workflow.parser["train#trainer#inferer"] = {"_target_": "SimpleInferer"}
+    del workflow.parser["train"]["inferer"]
+    workflow.initialize()
+    with pytest.raises(KeyError, match="'train_inferer' with config ID 'train::inferer' not in the config"):
+        workflow.check_properties()
+
+
+@pytest.mark.slow
+def test_the_recorded_config_is_the_merged_one_with_overrides(trained):
+    run = trained["acdc"]
+    recorded = json.loads((run / RUN_CONFIG).read_text())
+    assert recorded["max_epochs"] == 1 and recorded["spatial_size"] == SMALL["spatial_size"]  # command line
+    assert recorded["network_def"]["channels"] == [16, 32, 64, 128]  # the CPU profile
+    assert list(recorded["loss_terms"]) == ["pce"] and recorded["slice_image_keys"] == ["image", "scribble"]  # recipe
+    assert recorded["network_def"]["out_channels"] == "@num_classes"  # unresolved
+    meta = json.loads((run / RUN_METADATA).read_text())
+    channels = meta["network_data_format"]["outputs"]["pred"]["channel_def"]
+    assert [channels[str(k)] for k in range(len(channels))] == recorded["class_names"]
+    assert (run / BEST_CHECKPOINT).is_file()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("bundle", BUNDLES)
+def test_inference_config_alone_passes_monai_property_checks(bundle, trained, inputs, tmp_path):
+    workflow = _workflow([_configs(bundle, "inference")], "infer", run_dir=str(trained[bundle]),
+                         input_dir=str(inputs[bundle][0]), output_dir=str(tmp_path), **INFER_EXTRA[bundle])  # fmt: skip
+    workflow.initialize()
+    assert workflow.check_properties() == []
+    assert workflow.network_def.out_channels == CLASSES[bundle]
+
+
+@pytest.mark.slow
+def test_an_inference_config_without_a_required_id_fails_the_check(trained, phantoms, tmp_path):
+    workflow = _workflow([_configs("wmh", "inference")], "infer", run_dir=str(trained["wmh"]),
+                         input_dir=str(phantoms["wmh"]), output_dir=str(tmp_path))  # fmt: skip
+    workflow.parser["evaluator#inferer"] = "$@trained_run.get('validate#inferer')"
+    del workflow.parser.get()["inferer"]
+    workflow.initialize()
+    with pytest.raises(KeyError, match="'inferer' with config ID 'inferer' not in the config"):
+        workflow.check_properties()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("bundle", BUNDLES)
+def test_inference_alone_segments_a_folder_and_the_export_matches_the_eager_network(
+    bundle, trained, inputs, predicted, tmp_path
+):
+    run = trained[bundle]
+    _, pairs = inputs[bundle]
+    assert pairs
+    for source, relative in pairs:
+        image, pred = nib.load(source), nib.load(predicted[bundle] / relative)
+        assert pred.shape == image.shape
+        np.testing.assert_allclose(pred.affine, image.affine, atol=1e-5)
+        values = set(np.unique(np.asarray(pred.dataobj)).tolist())
+        assert pred.get_data_dtype() == np.uint8 and values <= set(range(CLASSES[bundle]))
+
+    # the documented `python -m monai.bundle ckpt_export network_def ...` command, called as a function
+    exported = tmp_path / "model.ts"
+    ckpt_export(
+        "network_def",
+        filepath=str(exported),
+        ckpt_file=str(run / BEST_CHECKPOINT),
+        meta_file=str(_configs(bundle, "metadata").with_suffix(".json")),
+        config_file=str(run / RUN_CONFIG),
+    )
+    eager = TrainedRun(run).get("network_def")
+    eager.load_state_dict(torch.load(run / BEST_CHECKPOINT, weights_only=True))
+    scripted = torch.jit.load(str(exported))
+    x = torch.randn(
+        2, CHANNELS[bundle], SMALL["spatial_size"], SMALL["spatial_size"], generator=torch.Generator().manual_seed(0)
+    )
+    with torch.no_grad():
+        torch.testing.assert_close(scripted.eval()(x), eager.eval()(x), rtol=0, atol=0)

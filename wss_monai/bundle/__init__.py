@@ -1,0 +1,23 @@
+"""Bundle runs as MONAI bundles: a run records the config it ran with, inference and export read it back."""
+
+from wss_monai.bundle.record import (
+    BEST_CHECKPOINT,
+    FINAL_CHECKPOINT,
+    RUN_CONFIG,
+    RUN_METADATA,
+    find_running_parser,
+    record_run_config,
+    write_json_atomic,
+)
+from wss_monai.bundle.trained_run import TrainedRun
+
+__all__ = [
+    "BEST_CHECKPOINT",
+    "FINAL_CHECKPOINT",
+    "RUN_CONFIG",
+    "RUN_METADATA",
+    "TrainedRun",
+    "find_running_parser",
+    "record_run_config",
+    "write_json_atomic",
+]
