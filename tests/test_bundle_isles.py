@@ -80,7 +80,8 @@ def test_evaluation_writes_lesion_metrics_per_case(trained, tmp_path):
     )
     with open(run / "eval/metrics.csv") as f:
         rows = list(csv.DictReader(f))
-    assert list(rows[0]) == ["case", *LESION_COLUMNS]
+    trimap = [f"trimap_{m}_w{w}" for w in (2, 4, 8, 16) for m in ("acc", "dice_lesion")]
+    assert list(rows[0]) == ["case", *LESION_COLUMNS, *trimap]
     datalist = json.loads((run / "datalist.json").read_text())
     assert sorted(r["case"] for r in rows) == sorted(c["case"] for c in datalist["validation"])
     for row in rows:
