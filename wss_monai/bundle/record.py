@@ -35,6 +35,8 @@ from typing import Any
 
 from monai.bundle import ConfigParser
 
+from wss_monai.utils.distributed import is_main_process
+
 __all__ = [
     "BEST_CHECKPOINT",
     "FINAL_CHECKPOINT",
@@ -123,7 +125,7 @@ def record_run_config(run_dir: str | Path, parser: ConfigParser | None = None) -
     with ``$`` expressions and ``@`` references left as written: reading it back with a ``ConfigParser``
     rebuilds the same objects. ``_meta_`` (the bundle's ``metadata.json``, read by MONAI's workflow)
     is also written alone to ``configs/metadata.json``. Both are written atomically; a resumed run
-    writes them again.
+    writes them again. In a distributed run only rank 0 writes; the others return the same path.
 
     Args:
         run_dir: the run's folder (created when missing).
@@ -140,6 +142,8 @@ def record_run_config(run_dir: str | Path, parser: ConfigParser | None = None) -
     if not isinstance(config, Mapping):
         raise TypeError(f"a bundle config is a mapping, got {type(config).__name__}")
     run_dir = Path(run_dir)
+    if not is_main_process():
+        return str(run_dir / RUN_CONFIG)
     path = write_json_atomic(dict(config), run_dir / RUN_CONFIG)
     meta = config.get("_meta_")
     if isinstance(meta, Mapping) and meta:

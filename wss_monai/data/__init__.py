@@ -21,6 +21,7 @@ _EXPORTS = {
     "reference_size_bounds": "reference",
     "VolumeSliceDataset": "slices",
     "VolumeBatchSampler": "samplers",
+    "DistributedBatchSampler": "samplers",
     "WholeVolumeDataset": "volumes",
     "PadDepthCollate": "volumes",
     "find_isles_cases": "isles",

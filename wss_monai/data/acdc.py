@@ -34,6 +34,7 @@ from pathlib import Path
 import numpy as np
 
 from wss_monai.data.checks import validate_cases
+from wss_monai.utils.distributed import is_main_process
 
 __all__ = [
     "add_datalist_arguments",
@@ -257,8 +258,10 @@ def make_split_datalist(
 
 
 def write_datalist(datalist: dict, output_json: str | Path) -> Path:
-    """Writes a datalist as indented JSON, creating the folder; returns the path."""
+    """Writes a datalist as indented JSON, creating the folder; returns the path (only rank 0 writes if distributed)."""
     output_json = Path(output_json)
+    if not is_main_process():
+        return output_json
     output_json.parent.mkdir(parents=True, exist_ok=True)
     output_json.write_text(json.dumps(datalist, indent=2) + "\n")
     logger.info("wrote %s", output_json)

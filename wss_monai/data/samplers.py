@@ -1,4 +1,4 @@
-"""Batches made of whole volumes, so that per-volume constraint sums see every slice."""
+"""Batches made of whole volumes, so that per-volume constraint sums see every slice, and their share per process."""
 
 from __future__ import annotations
 
@@ -9,8 +9,9 @@ import torch
 from torch.utils.data import Sampler
 
 from wss_monai.data.slices import VolumeSliceDataset
+from wss_monai.utils.distributed import get_rank, get_world_size
 
-__all__ = ["VolumeBatchSampler"]
+__all__ = ["DistributedBatchSampler", "VolumeBatchSampler"]
 
 
 class VolumeBatchSampler(Sampler[list[int]]):
@@ -88,3 +89,68 @@ class VolumeBatchSampler(Sampler[list[int]]):
         for start in range(0, len(self) * self.volumes_per_batch, self.volumes_per_batch):
             chosen = order[start : start + self.volumes_per_batch]
             yield torch.cat([self.slices[v] for v in chosen]).tolist()
+
+
+class DistributedBatchSampler(Sampler[list[int]]):
+    """Each process's share of the batches of a batch sampler, for ``torchrun`` training.
+
+    Every rank draws the same sequence of batches from ``batch_sampler`` (a :class:`VolumeBatchSampler`
+    shuffles with ``seed + epoch``, which no rank changes) and keeps batches ``rank, rank + R, rank + 2R, …``
+    (``R`` processes), so the ranks' shares are disjoint and each rank has ``⌈n / R⌉`` batches of an
+    epoch's ``n``: with ``drop_last=False`` the last ``R⌈n/R⌉ − n`` shares are filled with the first
+    batches again (as :class:`torch.utils.data.DistributedSampler` pads its indices), with
+    ``drop_last=True`` the last ``n mod R`` batches are left out and each rank has ``⌊n / R⌋``.
+
+    ``set_epoch`` is passed on to ``batch_sampler``; as with a :class:`VolumeBatchSampler` alone, each
+    pass advances its epoch by one, so resuming needs only ``set_epoch(resumed_epoch)``.
+
+    Args:
+        batch_sampler: yields lists of dataset indices, the same on every rank.
+        num_replicas: number of processes ``R`` (default: the process group's size, 1 without one).
+        rank: this process's rank (default: from the process group, 0 without one).
+        drop_last: leave out the last batches rather than repeat the first ones.
+
+    Example:
+        >>> import torch
+        >>> volumes = [{"image": torch.zeros(1, 2, 2, 1)} for _ in range(3)]
+        >>> dataset = VolumeSliceDataset(volumes, image_keys=["image"])
+        >>> inner = VolumeBatchSampler(dataset, shuffle=False)
+        >>> [list(DistributedBatchSampler(inner, num_replicas=2, rank=r)) for r in (0, 1)]
+        [[[0], [2]], [[1], [0]]]
+    """
+
+    def __init__(
+        self,
+        batch_sampler,
+        num_replicas: int | None = None,
+        rank: int | None = None,
+        drop_last: bool = False,
+    ) -> None:
+        if not hasattr(batch_sampler, "__iter__") or not hasattr(batch_sampler, "__len__"):
+            raise TypeError(f"batch_sampler must be an iterable with a length, got {type(batch_sampler).__name__}")
+        num_replicas = get_world_size() if num_replicas is None else num_replicas
+        rank = get_rank() if rank is None else rank
+        if int(num_replicas) != num_replicas or num_replicas < 1:
+            raise ValueError(f"num_replicas must be a positive integer, got {num_replicas}")
+        if int(rank) != rank or not 0 <= rank < num_replicas:
+            raise ValueError(f"rank must be an integer in [0, {num_replicas - 1}], got {rank}")
+        self.batch_sampler = batch_sampler
+        self.num_replicas, self.rank, self.drop_last = int(num_replicas), int(rank), bool(drop_last)
+
+    def set_epoch(self, epoch: int) -> None:
+        """Sets the epoch of the wrapped sampler (when it has ``set_epoch``)."""
+        if callable(getattr(self.batch_sampler, "set_epoch", None)):
+            self.batch_sampler.set_epoch(epoch)
+
+    def __len__(self) -> int:
+        n = len(self.batch_sampler) / self.num_replicas
+        return math.floor(n) if self.drop_last else math.ceil(n)
+
+    def __iter__(self) -> Iterator[list[int]]:
+        batches = list(self.batch_sampler)
+        total = len(self) * self.num_replicas
+        if not batches:
+            return
+        if total > len(batches):
+            batches += (batches * math.ceil(total / len(batches)))[: total - len(batches)]
+        yield from batches[self.rank : total : self.num_replicas]

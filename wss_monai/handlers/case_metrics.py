@@ -16,6 +16,7 @@ from monai.data import MetaTensor
 
 from wss_monai.metrics.trimap import trimap_metrics
 from wss_monai.metrics.volume import spacing_from_affine, volume_metrics
+from wss_monai.utils.distributed import all_gather_object, is_distributed, is_main_process
 
 __all__ = ["CaseMetricsWriter", "PerCaseMetricsWriter", "summarise_rows"]
 
@@ -53,6 +54,11 @@ class PerCaseMetricsWriter(ABC):
     Subclasses give :meth:`case_metrics` (the metrics of one case), :meth:`publish` (what goes to
     ``engine.state.metrics`` and ``summary.json``), and the events ``start_event`` / ``end_event``
     that clear and write the rows.
+
+    In a distributed run (``torchrun``, the evaluator's data split by a ``DistributedSampler`` without
+    shuffling) the rows of every process are gathered and interleaved (``r0[0], r1[0], …, r0[1], …``),
+    which is the dataset order for a sampler that gives rank ``r`` items ``r, r + R, …``; every
+    process publishes the same metrics and rank 0 alone writes the files.
 
     Args:
         output_dir: folder for the CSV and JSON files; ``None`` writes nothing to disk.
@@ -132,7 +138,16 @@ class PerCaseMetricsWriter(ABC):
     def metric_names(self) -> list[str]:
         return [k for k in self.rows[0] if k != "case"] if self.rows else []
 
+    def _gather(self) -> None:
+        """Replaces ``rows`` by the rows of every process, interleaved in rank order (no-op in one process)."""
+        if not is_distributed():
+            return
+        parts = all_gather_object(list(self.rows))
+        longest = max(len(part) for part in parts)
+        self.rows = [part[i] for i in range(longest) for part in parts if i < len(part)]
+
     def _write(self, engine: Engine) -> None:
+        self._gather()
         if not self.rows:
             self.logger.warning("no case was evaluated")
             return
@@ -147,7 +162,7 @@ class PerCaseMetricsWriter(ABC):
         self.logger.info(
             "%d cases, mean %s Dice %.4f\n%s", len(self.rows), self.headline, payload["mean_dice"], "\n".join(lines)
         )
-        if self.output_dir is None:
+        if self.output_dir is None or not is_main_process():
             return
         self.output_dir.mkdir(parents=True, exist_ok=True)
         with open(self.output_dir / "metrics.csv", "w", newline="") as f:

@@ -12,6 +12,7 @@ from ignite.engine import Engine, Events
 from torch import nn
 
 from wss_monai.handlers.lagrangian import hook_constraint_values
+from wss_monai.utils.distributed import all_gather_object, is_distributed, is_main_process
 
 __all__ = ["ConstraintMonitor"]
 
@@ -35,6 +36,10 @@ class ConstraintMonitor:
     Both go to the log, to TensorBoard (``constraints/satisfied``, ``constraints/stability``), to
     ``engine.state.metrics`` under the same names, to ``self.history`` and to
     ``<output_dir>/constraints.csv`` (``epoch,satisfied,stability``, rewritten every epoch).
+
+    In a distributed run (``torchrun``) the values recorded by every process are gathered (in rank
+    order) before the epoch is closed, so all processes hold the same history; rank 0 alone writes
+    the CSV file.
 
     Args:
         loss_module: the constraint loss term to watch.
@@ -82,6 +87,9 @@ class ConstraintMonitor:
         """Closes the epoch: its row ``{"epoch", "satisfied", "stability"}``, also appended to ``history``."""
         ids = torch.cat(self._ids) if self._ids else torch.zeros(0, dtype=torch.long)
         z = torch.cat(self._z) if self._z else torch.zeros(0)
+        if is_distributed():
+            parts = all_gather_object((ids, z))
+            ids, z = torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts])
         unique, inverse = torch.unique(ids, return_inverse=True)
         last = torch.full((unique.numel(),), -1, dtype=torch.long)
         last = last.scatter_reduce(0, inverse, torch.arange(ids.numel()), "amax")
@@ -112,8 +120,8 @@ class ConstraintMonitor:
         self.write_csv()
 
     def write_csv(self) -> Path | None:
-        """Writes ``constraints.csv`` from the history; returns its path (``None`` without ``output_dir``)."""
-        if self.output_dir is None:
+        """Writes ``constraints.csv`` from the history; its path, or ``None`` without ``output_dir`` or off rank 0."""
+        if self.output_dir is None or not is_main_process():
             return None
         self.output_dir.mkdir(parents=True, exist_ok=True)
         path = self.output_dir / "constraints.csv"

@@ -17,6 +17,8 @@ import torch
 from ignite.engine import Engine, Events
 from torch import nn
 
+from wss_monai.utils.distributed import all_gather_object, is_distributed
+
 __all__ = ["DualAscentHandler", "hook_constraint_values"]
 
 LAGRANGIAN_MODES = ("lagrangian", "relu_lagrangian")
@@ -57,6 +59,10 @@ class DualAscentHandler:
     evaluation per item); see :class:`wss_monai.losses.inequality.InequalityConstraintLoss`. The
     accumulators are cleared at ``EPOCH_STARTED``. ``state_dict`` holds every term's multipliers, so
     passing the handler in a ``CheckpointSaver``'s ``save_dict`` resumes them.
+
+    In a distributed run (``torchrun``) each process records the constraints of its own batches; before
+    the step the accumulators of all processes are gathered and summed in rank order
+    (``merge_duals`` of the term), so every process takes the same step and holds the same multipliers.
 
     Args:
         loss_modules: a loss (e.g. a ``CompositeLoss``) or several; their submodules in a Lagrangian
@@ -102,6 +108,10 @@ class DualAscentHandler:
 
     def __call__(self, engine: Engine) -> None:
         epoch = engine.state.epoch
+        if is_distributed():
+            gathered = all_gather_object([term.dual_accumulator() for term in self.terms])  # [rank][term]
+            for i, term in enumerate(self.terms):
+                term.merge_duals([parts[i] for parts in gathered])
         for i, term in enumerate(self.terms):
             updated = term.dual_step(self.step)
             lam = term.multipliers

@@ -5,9 +5,11 @@ from __future__ import annotations
 import logging
 from collections import defaultdict
 
+import torch
 from ignite.engine import Engine, Events
 
 from wss_monai.engines.trainer import LOSS_TERM_PREFIX
+from wss_monai.utils.distributed import all_gather_object, all_reduce_sum, is_distributed
 
 __all__ = ["LossTermsLogger"]
 
@@ -18,6 +20,9 @@ class LossTermsLogger:
     Also writes ``loss/<term>`` scalars to a TensorBoard ``SummaryWriter`` when given, and keeps the
     history in ``self.history`` (``{term: [epoch means]}``) and in ``engine.state.metrics`` as
     ``loss/<term>``, where checkpoint and metric handlers can read it.
+
+    In a distributed run (``torchrun``) the sums and counts of every process are added before the
+    means are taken, so each process holds the means over all batches of the epoch.
     """
 
     def __init__(self, summary_writer=None, name: str = "wss_monai.loss_terms") -> None:
@@ -50,10 +55,20 @@ class LossTermsLogger:
             self._sums[name] += value
         self._count += 1
 
+    def _reduce(self) -> tuple[dict[str, float], int]:
+        """The sums and count of the epoch over every process (this process's own when not distributed)."""
+        if not is_distributed():
+            return dict(self._sums), self._count
+        names = list(dict.fromkeys(name for names in all_gather_object(list(self._sums)) for name in names))
+        local = [self._sums.get(name, 0.0) for name in names] + [self._count]
+        totals = all_reduce_sum(torch.tensor(local, dtype=torch.float64))
+        return dict(zip(names, totals[:-1].tolist())), int(totals[-1])
+
     def _write(self, engine: Engine) -> None:
-        if not self._count:
+        sums, count = self._reduce()
+        if not count:
             return
-        means = {name: total / self._count for name, total in self._sums.items()}
+        means = {name: total / count for name, total in sums.items()}
         for name, value in means.items():
             self.history[name].append(value)
             engine.state.metrics[f"loss/{name}"] = value

@@ -10,6 +10,8 @@ from pathlib import Path
 import numpy as np
 from ignite.engine import Engine, Events
 
+from wss_monai.utils.distributed import is_main_process
+
 __all__ = ["IterationTimer"]
 
 
@@ -17,7 +19,8 @@ class IterationTimer:
     """Times every iteration from ``ITERATION_STARTED`` to ``ITERATION_COMPLETED``.
 
     The first ``warmup`` iterations are left out of the summary. At the end of the run, logs the
-    median and mean and writes them to ``<output_dir>/timing.json`` when ``output_dir`` is given.
+    median and mean and writes them to ``<output_dir>/timing.json`` when ``output_dir`` is given (rank 0's
+    timings in a distributed run, written by rank 0 alone).
     """
 
     def __init__(self, output_dir: str | None = None, warmup: int = 5, name: str = "wss_monai.timing") -> None:
@@ -57,6 +60,6 @@ class IterationTimer:
             summary["iterations"],
             summary["seconds_per_iteration_median"],
         )
-        if self.output_dir is not None:
+        if self.output_dir is not None and is_main_process():
             self.output_dir.mkdir(parents=True, exist_ok=True)
             (self.output_dir / "timing.json").write_text(json.dumps(summary, indent=2))

@@ -19,6 +19,11 @@ dataset when the epoch starts, so new proposals reach the batches from the next 
 
 ``state_dict`` holds the proposals (int8, per volume) and the refresh count: a resumed run starts
 with the cache it saved.
+
+In a distributed run (``torchrun``) every process segments and solves its share of the volumes
+(every ``R``-th, from its rank), the proposals are gathered at the end of the refresh epoch, and every
+process writes all of them into its dataset: the new proposals are used from the next epoch on, by
+every process at once (there is no polling before iterations).
 """
 
 from __future__ import annotations
@@ -35,6 +40,7 @@ from wss_monai.constants import UNLABELLED
 from wss_monai.data.volumes import WholeVolumeDataset
 from wss_monai.losses.proposals import proposal_problems
 from wss_monai.solvers import SolverPool, potts_problem_energy
+from wss_monai.utils.distributed import all_gather_object, get_rank, get_world_size, is_distributed
 
 __all__ = ["TrustRegionProposals"]
 
@@ -43,7 +49,7 @@ class TrustRegionProposals:
     """Stage A of the robust trust region (see the module): cached α-expansion proposals, refreshed.
 
     Args:
-        network: the segmentation network.
+        network: the segmentation network (a ``DistributedDataParallel`` one is unwrapped).
         dataset: the training dataset (:class:`~wss_monai.data.VolumeSliceDataset` or
             :class:`~wss_monai.data.WholeVolumeDataset`), whose ``volumes`` receive the proposals.
         inferer: ``inferer(inputs (1, C, H, W, D), network) -> logits (1, K, H, W, D)`` on a whole
@@ -94,6 +100,8 @@ class TrustRegionProposals:
             raise TypeError(f"dataset must be a VolumeSliceDataset or WholeVolumeDataset, got {type(dataset).__name__}")
         if not potts_weight >= 0 or not kl_weight > 0:
             raise ValueError(f"potts_weight must be >= 0 and kl_weight > 0, got {potts_weight!r} and {kl_weight!r}")
+        if isinstance(network, torch.nn.parallel.DistributedDataParallel):
+            network = network.module
         self.network, self.dataset, self.inferer = network, dataset, inferer
         self.potts_weight, self.kl_weight = float(potts_weight), float(kl_weight)
         self.interval, self.start_epoch = interval, start_epoch
@@ -125,13 +133,16 @@ class TrustRegionProposals:
         engine.add_event_handler(Events.EPOCH_COMPLETED, self.collect)
 
     def _volume_items(self) -> dict[int, list[int]]:
-        """Volume index -> the slices trained on (``[-1]`` for a whole volume)."""
+        """Volume index -> the slices trained on (``[-1]``: a whole volume); this process's share if distributed."""
         items: dict[int, list[int]] = {}
         for entry in self.dataset.index:
             if self.volumetric:
                 items.setdefault(int(entry), []).append(-1)
             else:
                 items.setdefault(int(entry[0]), []).append(int(entry[1]))
+        if is_distributed():
+            rank, size = get_rank(), get_world_size()
+            items = {v: slices for k, (v, slices) in enumerate(sorted(items.items())) if k % size == rank}
         return items
 
     def _volume_name(self, v: int) -> str:
@@ -140,7 +151,7 @@ class TrustRegionProposals:
         return "_".join(parts) if parts else f"volume {v}"
 
     def problems(self) -> tuple[list, list[tuple[int, int]]]:
-        """Stage-A problems of every training slice (volume) from the current network, and their ``(volume, slice)``."""
+        """Stage-A problems of every training slice (volume) of this process's share, and their ``(volume, slice)``."""
         problems, keys = [], []
         training = self.network.training
         self.network.eval()
@@ -188,7 +199,9 @@ class TrustRegionProposals:
         self.logger.info("epoch %d: stage A submitted, %d problems", engine.state.epoch, len(problems))
 
     def poll(self, engine: Engine) -> None:
-        """Before an iteration: takes the new proposals if every problem is solved."""
+        """Before an iteration: takes the new proposals if every problem is solved (not when distributed)."""
+        if is_distributed():
+            return
         if self._pending is not None and all(f.done() for f in self._pending[0]):
             self.collect(engine)
 
@@ -199,23 +212,29 @@ class TrustRegionProposals:
         futures, problems, keys, epoch, started = self._pending
         self._pending = None
         labels = self.pool.gather(futures, problems)
+        solved = [
+            (key, result.astype(np.int8), self._grid_energy(problem, result))
+            for key, problem, result in zip(keys, problems, labels)
+        ]
+        if is_distributed():
+            solved = [item for part in all_gather_object(solved) for item in part]
         energies = []
-        for (v, s), problem, result in zip(keys, problems, labels):
+        for (v, s), result, energy in solved:
             if v not in self.proposals:
                 self.proposals[v] = torch.full(
                     tuple(torch.as_tensor(self.dataset.volumes[v][self.seed_key]).shape), UNLABELLED, dtype=torch.int8
                 )
             target = self.proposals[v][0] if s < 0 else self.proposals[v][0, ..., s]
-            target.copy_(torch.from_numpy(result.astype(np.int8)))
-            energies.append(self._grid_energy(problem, result))
-        for v in {v for v, _ in keys}:
+            target.copy_(torch.from_numpy(result))
+            energies.append(energy)
+        for v in {key[0] for key, _, _ in solved}:
             self._write(v)
         self.refreshes += 1
         mean_energy = float(np.mean(energies)) if energies else float("nan")
         self.logger.info(
             "stage A of epoch %d: %d proposals in %.1f s (in use from iteration %d), mean grid-CRF energy %.4g",
             epoch,
-            len(problems),
+            len(solved),
             time.perf_counter() - started,
             engine.state.iteration + 1,
             mean_energy,

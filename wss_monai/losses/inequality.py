@@ -582,6 +582,40 @@ class InequalityConstraintLoss(WeakLoss):
         self._dual_sums = torch.zeros_like(self.multipliers)
         self._dual_counts = torch.zeros_like(self.multipliers)
 
+    def dual_accumulator(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The epoch accumulator as CPU copies ``(keys (N,), sums (N, C', M, 2), counts (N, C', M, 2))``.
+
+        What :meth:`merge_duals` takes from each process of a distributed run.
+        """
+        return self.dual_keys.cpu().clone(), self._dual_sums.cpu().clone(), self._dual_counts.cpu().clone()
+
+    @torch.no_grad()
+    def merge_duals(self, parts) -> None:
+        """Replaces the epoch accumulator by the sum of ``parts``, each a :meth:`dual_accumulator` of one process.
+
+        Every process of a distributed run calls it with the same ``parts`` in rank order, so all end
+        with the same keys (the union, unseen ones at ``multiplier_init``) and the same sums, added in
+        the same order; the next :meth:`dual_step` then gives every process the same multipliers.
+        Every process must hold the same multipliers before (true from the start and after each step).
+        """
+        layouts = {tuple(sums.shape[1:]) for keys, sums, _ in parts if keys.numel()}
+        if not layouts:
+            return
+        if len(layouts) > 1:
+            raise ValueError(f"the processes hold constraint layouts {sorted(layouts)}; they must agree")
+        layout = layouts.pop()
+        self._check_layout(layout)
+        for keys, _, _ in parts:
+            if keys.numel():
+                self._grow(keys, layout)
+        self._dual_sums = torch.zeros_like(self.multipliers)
+        self._dual_counts = torch.zeros_like(self.multipliers)
+        for keys, sums, counts in parts:
+            if keys.numel():
+                rows = torch.searchsorted(self.dual_keys, keys.to(self.dual_keys.device))
+                self._dual_sums.index_add_(0, rows, sums.to(self._dual_sums))
+                self._dual_counts.index_add_(0, rows, counts.to(self._dual_counts))
+
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
         # the multiplier buffers grow on demand: take the saved sizes before loading
         for name in ("dual_keys", "multipliers"):

@@ -184,7 +184,8 @@ def load_network_copy(
 ) -> nn.Module:
     """A deep copy of ``network`` with the weights ``checkpoint[key]`` of ``path``, in eval mode.
 
-    The copy leaves ``network`` (e.g. the one about to be trained) untouched.
+    The copy leaves ``network`` (e.g. the one about to be trained) untouched; a ``DistributedDataParallel``
+    network is copied without its wrapper.
 
     Raises:
         ValueError: path not set, or the checkpoint has no ``key`` / does not fit the network.
@@ -196,6 +197,8 @@ def load_network_copy(
         state = state[key]
     elif not (isinstance(state, Mapping) and all(isinstance(v, torch.Tensor) for v in state.values())):
         raise ValueError(f"{name} {str(path)!r} holds no {key!r} weights")
+    if isinstance(network, nn.parallel.DistributedDataParallel):
+        network = network.module
     model = copy.deepcopy(network).cpu()
     try:
         model.load_state_dict(state)

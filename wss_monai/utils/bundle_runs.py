@@ -4,6 +4,8 @@ Example:
     >>> from pathlib import Path
     >>> bundle_command("training", [Path("train.yaml"), Path("recipe.yaml")], {"max_epochs": 2})[3:]
     ['run', 'training', '--config_file', "['train.yaml','recipe.yaml']", '--max_epochs', '2']
+    >>> torchrun_command(2, "training", ["train.yaml", "multi_gpu_train.yaml"], {})[1:9]
+    ['-m', 'torch.distributed.run', '--standalone', '--nproc_per_node', '2', '-m', 'monai.bundle', 'run']
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-__all__ = ["bundle_command", "record_config_if_missing", "run_logged"]
+__all__ = ["bundle_command", "record_config_if_missing", "run_logged", "torchrun_command"]
 
 logger = logging.getLogger(__name__)
 
@@ -30,6 +32,18 @@ def bundle_command(run_id: str | None, configs: Sequence[str | Path], overrides:
     for key, value in overrides.items():
         command += [f"--{key}", str(value)]
     return command
+
+
+def torchrun_command(nproc: int, run_id: str | None, configs: Sequence[str | Path], overrides: Mapping) -> list[str]:
+    """:func:`bundle_command` started on ``nproc`` processes of this machine by ``torchrun`` (``--standalone``).
+
+    ``configs`` should end with the bundle's ``multi_gpu_train.yaml``.
+    """
+    if int(nproc) != nproc or nproc < 1:
+        raise ValueError(f"nproc must be a positive integer, got {nproc!r}")
+    command = bundle_command(run_id, configs, overrides)
+    launcher = ["-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(int(nproc))]
+    return [command[0], *launcher, *command[1:]]
 
 
 def run_logged(
