@@ -8,7 +8,15 @@ import torch
 
 from wss_monai.losses.base import WeakLoss
 
-__all__ = ["check_sigma", "check_spacing", "crf_inputs", "softmax_probabilities"]
+__all__ = [
+    "check_channel_values",
+    "check_scale_factor",
+    "check_sigma",
+    "check_sigmas",
+    "check_spacing",
+    "crf_inputs",
+    "softmax_probabilities",
+]
 
 
 def check_sigma(name: str, value: float) -> float:
@@ -16,6 +24,34 @@ def check_sigma(name: str, value: float) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < float(value) < float("inf"):
         raise ValueError(f"{name} must be a finite number > 0, got {value!r}")
     return float(value)
+
+
+def check_sigmas(name: str, value: float | Sequence[float]) -> list[float]:
+    """One σ or one per image channel, as a non-empty list of finite floats > 0 (errors name ``name``)."""
+    values = list(value) if isinstance(value, Sequence) else [value]
+    if not values:
+        raise ValueError(f"{name} must hold at least one value")
+    return [check_sigma(name, v) for v in values]
+
+
+def check_scale_factor(value: float | Sequence[float]) -> list[float]:
+    """The factor(s) of a downsampled copy, each in (0, 1]: one value or one per spatial axis."""
+    factors = [check_sigma("scale_factor", f) for f in (list(value) if isinstance(value, Sequence) else [value])]
+    if not factors or any(f > 1 for f in factors):
+        raise ValueError(f"scale_factor must be in (0, 1] (a downsampled copy), got {value!r}")
+    return factors
+
+
+def check_channel_values(
+    loss: WeakLoss, name: str, values: Sequence[float], image: torch.Tensor, image_key: str, dims: int
+) -> None:
+    """Checks a per-channel list (``name``) against the image's channels and ``loss.scale_factor`` (if any)
+    against the spatial dimensions, before any filtering."""
+    factors = getattr(loss, "scale_factor", None)
+    if factors is not None and len(factors) not in (1, dims):
+        raise ValueError(f"scale_factor must hold 1 or {dims} values for {dims}D images, got {factors}")
+    if len(values) not in (1, image.shape[1]):
+        raise ValueError(f"{name} holds {len(values)} values but image {image_key!r} has {image.shape[1]} channels")
 
 
 def check_spacing(spacing: Sequence[float] | None, spatial_dims: int) -> list[float] | None:

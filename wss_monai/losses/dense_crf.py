@@ -34,7 +34,15 @@ import torch.nn.functional as F
 
 from wss_monai.filtering import PermutohedralLattice
 from wss_monai.losses.base import WeakLoss, reduce_per_image
-from wss_monai.losses.crf_inputs import check_sigma, check_spacing, crf_inputs, softmax_probabilities
+from wss_monai.losses.crf_inputs import (
+    check_channel_values,
+    check_scale_factor,
+    check_sigma,
+    check_sigmas,
+    check_spacing,
+    crf_inputs,
+    softmax_probabilities,
+)
 
 __all__ = ["DenseCRFLoss", "bilateral_features", "dense_crf_energy"]
 
@@ -117,26 +125,14 @@ class DenseCRFLoss(WeakLoss):
         super().__init__(reduction=reduction)
         self.image_key = image_key
         self.sigma_xy = check_sigma("sigma_xy", sigma_xy)
-        sigmas = list(sigma_intensity) if isinstance(sigma_intensity, Sequence) else [sigma_intensity]
-        if not sigmas:
-            raise ValueError("sigma_intensity must hold at least one value")
-        self.sigma_intensity = [check_sigma("sigma_intensity", s) for s in sigmas]
+        self.sigma_intensity = check_sigmas("sigma_intensity", sigma_intensity)
         self.spacing = None if spacing is None else [float(s) for s in spacing]
-        factors = list(scale_factor) if isinstance(scale_factor, Sequence) else [scale_factor]
-        self.scale_factor = [check_sigma("scale_factor", f) for f in factors]
-        if any(f > 1 for f in self.scale_factor):
-            raise ValueError(f"scale_factor must be in (0, 1] (a downsampled copy), got {scale_factor!r}")
+        self.scale_factor = check_scale_factor(scale_factor)
 
     def forward(self, logits: torch.Tensor, batch: Mapping) -> torch.Tensor:
         image, dims = crf_inputs(self, logits, batch, self.image_key)
         spacing = check_spacing(self.spacing, dims)
-        if len(self.scale_factor) not in (1, dims):
-            raise ValueError(f"scale_factor must hold 1 or {dims} values for {dims}D images, got {self.scale_factor}")
-        if len(self.sigma_intensity) not in (1, image.shape[1]):
-            raise ValueError(
-                f"sigma_intensity holds {len(self.sigma_intensity)} values but image {self.image_key!r} has "
-                f"{image.shape[1]} channels"
-            )
+        check_channel_values(self, "sigma_intensity", self.sigma_intensity, image, self.image_key, dims)
         energy = dense_crf_energy(
             softmax_probabilities(logits), image, self.sigma_xy, self.sigma_intensity, spacing, self.scale_factor
         )

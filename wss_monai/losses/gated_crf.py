@@ -22,7 +22,14 @@ from collections.abc import Mapping, Sequence
 import torch
 
 from wss_monai.losses.base import WeakLoss, reduce_per_image
-from wss_monai.losses.crf_inputs import check_sigma, check_spacing, crf_inputs, softmax_probabilities
+from wss_monai.losses.crf_inputs import (
+    check_channel_values,
+    check_sigma,
+    check_sigmas,
+    check_spacing,
+    crf_inputs,
+    softmax_probabilities,
+)
 from wss_monai.losses.pairwise import offset_lengths, pair_views, pairwise_potts_energy, window_offsets
 
 __all__ = ["GatedCRFLoss"]
@@ -64,10 +71,7 @@ class GatedCRFLoss(WeakLoss):
         super().__init__(reduction=reduction)
         self.image_key = image_key
         self.sigma_xy = check_sigma("sigma_xy", sigma_xy)
-        sigmas = list(sigma_intensity) if isinstance(sigma_intensity, Sequence) else [sigma_intensity]
-        if not sigmas:
-            raise ValueError("sigma_intensity must hold at least one value")
-        self.sigma_intensity = [check_sigma("sigma_intensity", s) for s in sigmas]
+        self.sigma_intensity = check_sigmas("sigma_intensity", sigma_intensity)
         radii = list(radius) if isinstance(radius, Sequence) else [radius]
         if not radii or any(isinstance(r, bool) or not isinstance(r, int) or r < 0 for r in radii) or not any(radii):
             raise ValueError(f"radius must be an int >= 0 or one per axis, not all 0, got {radius!r}")
@@ -80,12 +84,7 @@ class GatedCRFLoss(WeakLoss):
         spacing = check_spacing(self.spacing, dims)
         if len(self.radius) not in (1, dims):
             raise ValueError(f"radius must hold 1 or {dims} values for {dims}D images, got {self.radius}")
-        channels = image.shape[1]
-        if len(self.sigma_intensity) not in (1, channels):
-            raise ValueError(
-                f"sigma_intensity holds {len(self.sigma_intensity)} values but image {self.image_key!r} has "
-                f"{channels} channels"
-            )
+        check_channel_values(self, "sigma_intensity", self.sigma_intensity, image, self.image_key, dims)
         radius = self.radius * dims if len(self.radius) == 1 else self.radius
         offsets = window_offsets(radius)
         lengths = offset_lengths(offsets, spacing)

@@ -38,7 +38,15 @@ import torch.nn.functional as F
 
 from wss_monai.filtering import PermutohedralLattice
 from wss_monai.losses.base import WeakLoss, reduce_per_image
-from wss_monai.losses.crf_inputs import check_sigma, check_spacing, crf_inputs, softmax_probabilities
+from wss_monai.losses.crf_inputs import (
+    check_channel_values,
+    check_scale_factor,
+    check_sigma,
+    check_sigmas,
+    check_spacing,
+    crf_inputs,
+    softmax_probabilities,
+)
 from wss_monai.losses.dense_crf import bilateral_features
 
 __all__ = [
@@ -341,30 +349,16 @@ class ConstrainLoss(WeakLoss):
         self.bilateral_weight, self.spatial_weight = float(bilateral_weight), float(spatial_weight)
         self.bilateral_sigma_xy = check_sigma("bilateral_sigma_xy", bilateral_sigma_xy)
         self.spatial_sigma_xy = check_sigma("spatial_sigma_xy", spatial_sigma_xy)
-        sigmas = (
-            list(bilateral_sigma_intensity)
-            if isinstance(bilateral_sigma_intensity, Sequence)
-            else [bilateral_sigma_intensity]
-        )
-        if not sigmas:
-            raise ValueError("bilateral_sigma_intensity must hold at least one value")
-        self.bilateral_sigma_intensity = [check_sigma("bilateral_sigma_intensity", s) for s in sigmas]
+        self.bilateral_sigma_intensity = check_sigmas("bilateral_sigma_intensity", bilateral_sigma_intensity)
         self.spacing = None if spacing is None else [float(s) for s in spacing]
-        factors = list(scale_factor) if isinstance(scale_factor, Sequence) else [scale_factor]
-        self.scale_factor = [check_sigma("scale_factor", f) for f in factors]
-        if any(f > 1 for f in self.scale_factor):
-            raise ValueError(f"scale_factor must be in (0, 1] (a downsampled copy), got {scale_factor!r}")
+        self.scale_factor = check_scale_factor(scale_factor)
 
     def forward(self, logits: torch.Tensor, batch: Mapping) -> torch.Tensor:
         image, dims = crf_inputs(self, logits, batch, self.image_key)
         spacing = check_spacing(self.spacing, dims)
-        if len(self.scale_factor) not in (1, dims):
-            raise ValueError(f"scale_factor must hold 1 or {dims} values for {dims}D images, got {self.scale_factor}")
-        if len(self.bilateral_sigma_intensity) not in (1, image.shape[1]):
-            raise ValueError(
-                f"bilateral_sigma_intensity holds {len(self.bilateral_sigma_intensity)} values but image "
-                f"{self.image_key!r} has {image.shape[1]} channels"
-            )
+        check_channel_values(
+            self, "bilateral_sigma_intensity", self.bilateral_sigma_intensity, image, self.image_key, dims
+        )
         log_probs = torch.log_softmax(logits if logits.dtype == torch.float64 else logits.float(), dim=1)
         factors = self.scale_factor * dims if len(self.scale_factor) == 1 else self.scale_factor
         steps = None
