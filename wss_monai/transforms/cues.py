@@ -27,7 +27,7 @@ name a class that the tags say is absent.
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -40,6 +40,7 @@ from torch import nn
 from wss_monai.constants import UNLABELLED
 from wss_monai.networks.cam import class_activation_maps
 from wss_monai.transforms._slices import check_int, check_number, check_spatial_dims, source_name, to_input_type
+from wss_monai.transforms.input_checks import check_one_image_key
 
 __all__ = ["CAMCues", "CAMCuesd", "CheckCueTagsd", "cam_cues", "check_cues_against_tags"]
 
@@ -253,10 +254,7 @@ class CAMCuesd(MapTransform):
         allow_missing_keys: bool = False,
     ) -> None:
         super().__init__(keys, allow_missing_keys)
-        if len(self.keys) != 1:
-            raise ValueError(f"keys must name one image key, got {list(self.keys)}")
-        if not isinstance(output_key, Hashable) or output_key is None:
-            raise ValueError(f"output_key must be a key name, got {output_key!r}")
+        check_one_image_key(self.keys, output_key)
         self.tags_key, self.output_key = tags_key, output_key
         self.transform = CAMCues(
             classifier, spatial_dims, foreground_fraction, background_fraction, background_index, conflict, batch_size

@@ -11,7 +11,16 @@ from monai.config import KeysCollection
 from monai.data import MetaTensor
 from monai.transforms import MapTransform
 
-__all__ = ["CheckFinited", "CheckLabelsd", "source_name"]
+__all__ = ["CheckFinited", "CheckLabelsd", "check_one_image_key", "source_name"]
+
+
+def check_one_image_key(keys: tuple, output_key: Hashable = "output") -> None:
+    """Raises ``ValueError`` unless a transform that writes one result from one image has exactly one
+    key in ``keys`` and a usable ``output_key`` (a hashable name, not ``None``)."""
+    if len(keys) != 1:
+        raise ValueError(f"keys must name one image key, got {list(keys)}")
+    if not isinstance(output_key, Hashable) or output_key is None:
+        raise ValueError(f"output_key must be a key name, got {output_key!r}")
 
 
 def source_name(value: Any, key: Hashable) -> str:

@@ -10,7 +10,7 @@ of :class:`wss_monai.transforms.SizeBounds` with ``margin = γ``.
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -22,6 +22,7 @@ from torch import nn
 
 from wss_monai.networks.size_regressor import predict_sizes
 from wss_monai.transforms._slices import check_int, check_number, check_spatial_dims, class_map, to_input_type
+from wss_monai.transforms.input_checks import check_one_image_key
 from wss_monai.transforms.tags import class_sizes
 
 __all__ = ["PredictedSizeBounds", "PredictedSizeBoundsd"]
@@ -190,10 +191,7 @@ class PredictedSizeBoundsd(MapTransform):
         allow_missing_keys: bool = False,
     ) -> None:
         super().__init__(keys, allow_missing_keys)
-        if len(self.keys) != 1:
-            raise ValueError(f"keys must name one image key, got {list(self.keys)}")
-        if not isinstance(output_key, Hashable) or output_key is None:
-            raise ValueError(f"output_key must be a key name, got {output_key!r}")
+        check_one_image_key(self.keys, output_key)
         self.output_key, self.label_key = output_key, label_key
         self.transform = PredictedSizeBounds(regressor, gamma, mode, classes, num_classes, spatial_dims, batch_size)
 

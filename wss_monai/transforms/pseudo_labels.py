@@ -19,6 +19,7 @@ from monai.utils import convert_to_dst_type
 from torch import nn
 
 from wss_monai.transforms._slices import check_int
+from wss_monai.transforms.input_checks import check_one_image_key
 
 __all__ = ["PseudoLabels", "PseudoLabelsd"]
 
@@ -106,8 +107,7 @@ class PseudoLabelsd(MapTransform):
         allow_missing_keys: bool = False,
     ) -> None:
         super().__init__(keys, allow_missing_keys)
-        if len(self.keys) != 1:
-            raise ValueError(f"keys must name one image key, got {list(self.keys)}")
+        check_one_image_key(self.keys)
         self.transform = PseudoLabels(network, batch_size)
         self.output_key, self.supervision_key, self.full_value = output_key, supervision_key, full_value
         self.only_unlabelled = bool(only_unlabelled)

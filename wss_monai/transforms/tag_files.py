@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Hashable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +24,7 @@ from monai.config import KeysCollection
 from monai.transforms import MapTransform, Transform
 
 from wss_monai.transforms._slices import check_int, check_spatial_dims, source_name, to_input_type
+from wss_monai.transforms.input_checks import check_one_image_key
 
 __all__ = ["TagsFromFile", "TagsFromFiled", "case_name"]
 
@@ -136,10 +137,7 @@ class TagsFromFiled(MapTransform):
         allow_missing_keys: bool = False,
     ) -> None:
         super().__init__(keys, allow_missing_keys)
-        if len(self.keys) != 1:
-            raise ValueError(f"keys must name one image key, got {list(self.keys)}")
-        if not isinstance(output_key, Hashable) or output_key is None:
-            raise ValueError(f"output_key must be a key name, got {output_key!r}")
+        check_one_image_key(self.keys, output_key)
         self.output_key = output_key
         self.transform = TagsFromFile(tags_file, num_classes, spatial_dims)
 
