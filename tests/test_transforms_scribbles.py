@@ -15,6 +15,8 @@ from wss_monai.transforms import (
     ErosionScribbled,
     RemapUnlabelled,
     RemapUnlabelledd,
+    ShortenScribble,
+    ShortenScribbled,
     StrokeScribble,
     StrokeScribbled,
 )
@@ -304,3 +306,62 @@ def test_remap_unlabelled_bad_arguments():
         RemapUnlabelled(unlabelled_value=2)
     with pytest.raises(ValueError, match=r"num_classes must be an integer >= 2, got 0"):
         RemapUnlabelled(num_classes=0)
+
+
+def _two_class_scribble() -> np.ndarray:
+    """(1, 16, 16, 2) weak map: a 12-voxel line of class 1, two lines of class 2 (5 and 7 voxels), the rest -1."""
+    weak = np.full((1, 16, 16, 2), -1.0, dtype=np.float32)
+    weak[0, 3, 2:14, 0] = 1
+    weak[0, 10, 1:6, 0] = 2
+    weak[0, 10, 8:15, 0] = 2
+    weak[0, 5, 2:14, 1] = 1
+    return weak
+
+
+def test_shorten_full_fraction_is_the_identity():
+    weak = _two_class_scribble()
+    out = ShortenScribble(num_classes=3, length_fraction=1.0, unlabelled=-1).set_random_state(0)(weak)
+    np.testing.assert_array_equal(out, weak)
+
+
+def test_shorten_half_keeps_half_of_every_stroke_contiguous_and_inside():
+    weak = _two_class_scribble()
+    out = ShortenScribble(num_classes=3, length_fraction=0.5, unlabelled=-1).set_random_state(3)(weak)
+    assert np.all(weak[out >= 0] == out[out >= 0])  # a subset of the original strokes, same classes
+    row = out[0, 3, :, 0] == 1
+    assert row.sum() == 6 and np.ptp(np.flatnonzero(row)) == 5  # round(0.5 * 12) = 6, one stretch
+    left, right = out[0, 10, 1:6, 0] == 2, out[0, 10, 8:15, 0] == 2
+    assert (left.sum(), right.sum()) == (2, 4)  # round(2.5) = 2 (half to even), round(3.5) = 4
+    assert (out[..., 1] == 1).sum() == 6  # slices are shortened on their own
+
+
+def test_shorten_click_keeps_one_voxel_per_class_and_slice():
+    weak = _two_class_scribble()
+    out = ShortenScribble(num_classes=3, length_fraction=0.0, unlabelled=-1).set_random_state(1)(weak)
+    assert [int((out[..., 0] == k).sum()) for k in (0, 1, 2)] == [0, 1, 1]
+    assert [int((out[..., 1] == k).sum()) for k in (0, 1, 2)] == [0, 1, 0]
+
+
+def test_shorten_nests_with_the_fraction_for_a_seed():
+    weak = _two_class_scribble()
+    kept = [
+        ShortenScribble(num_classes=3, length_fraction=f, unlabelled=-1).set_random_state(5)(weak) >= 0
+        for f in (0.0, 0.25, 0.5, 0.75)
+    ]
+    for small, large in zip(kept, kept[1:]):
+        assert np.all(large[small]) and large.sum() > small.sum()
+
+
+def test_shorten_dict_torch_and_bad_values():
+    weak = torch.as_tensor(_two_class_scribble())
+    t = ShortenScribbled(keys="scribble", num_classes=3, length_fraction=0.0, unlabelled=-1).set_random_state(0)
+    out = t({"scribble": weak})["scribble"]
+    assert isinstance(out, torch.Tensor) and int((out >= 0).sum()) == 3
+    bad = _two_class_scribble()
+    bad[0, 0, 0, 0] = 7
+    with pytest.raises(ValueError, match=r"range\(3\).*7"):
+        ShortenScribble(num_classes=3, length_fraction=0.5, unlabelled=-1)(bad)
+    with pytest.raises(ValueError, match=r"\(1, H, W\[, D\]\).*\(16, 16\)"):
+        ShortenScribble(num_classes=3, length_fraction=0.5, unlabelled=-1)(np.zeros((16, 16), np.float32))
+    with pytest.raises(ValueError, match="length_fraction"):
+        ShortenScribble(num_classes=3, length_fraction=1.5)

@@ -1,17 +1,26 @@
-"""Real ACDC scribbles: partial CE, + grid / dense / gated CRF, and full labels, judged as a user would.
+"""Real ACDC scribbles: partial CE, + grid / dense / gated CRF, ADM, trust region, full labels, judged as a user would.
 
 For every method: ``python -m monai.bundle run training`` (acdc bundle + recipe + regulariser
 overlay), then ``run inferring`` on the images of the chosen split (held-out **test** patients by
 default: never trained on, never used to choose a setting), then each prediction is scored against
 its ground truth in 3D (Dice and HD95 in mm per class, from the label's affine). Also reported: the
 share of false-positive foreground voxels lying more than 20 mm (in-plane) from every scribble of the
-volume, which is where partial CE alone fails.
+volume, which is where partial CE alone fails; boundary accuracy in trimaps 4 and 16 pixels wide;
+the grid-CRF (Potts) energy that the final network's argmax reaches on the training slices, with the
+share of scribbled training voxels it keeps; and the mean seconds per training epoch (stage A of the
+trust region included), as a ratio to partial CE's.
+
+``--length_fraction`` < 1 shortens every real scribble of each slice to that fraction of its length
+(0: one click per class and slice; ``scribble_length_fraction`` of ``scribble_files.yaml``); the
+runs go to ``<method>_len<fraction>`` beside the full-length ones, and full supervision is shared.
 
 The split is the bundle's seeded patient split with ``--num_validation`` patients for validation
 (settings were chosen there) and ``--num_test`` held-out test patients. All methods share one budget.
 
     python scripts/benchmarks/acdc_scribbles.py --dataset_dir ../shared/data/acdc \
         --output_dir runs/bench_scribbles --max_epochs 25
+    python scripts/benchmarks/acdc_scribbles.py --dataset_dir ../shared/data/acdc \
+        --methods pCE "pCE + ADM" "pCE + trust region" --length_fraction 0.5
 
 Step costs, measured side by side, come from ``scripts/benchmarks/crf_overhead.py``.
 """
@@ -21,6 +30,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import re
 import statistics
 from pathlib import Path
 
@@ -28,6 +38,7 @@ import nibabel as nib
 import numpy as np
 from scipy import ndimage
 
+from wss_monai.metrics.trimap import trimap_metrics
 from wss_monai.metrics.volume import spacing_from_affine, volume_metrics
 from wss_monai.utils.bundle_runs import bundle_command, record_config_if_missing, run_logged
 
@@ -39,19 +50,23 @@ METHODS = {
     "pCE + grid CRF": [SCRIBBLES, "configs/regularisers/grid_crf.yaml"],
     "pCE + dense CRF": [SCRIBBLES, "configs/regularisers/dense_crf.yaml"],
     "pCE + gated CRF": [SCRIBBLES, "configs/regularisers/gated_crf.yaml"],
+    "pCE + ADM": [SCRIBBLES, "configs/regularisers/adm.yaml"],
+    "pCE + trust region": [SCRIBBLES, "configs/regularisers/trust_region.yaml"],
     "full": ["configs/supervision/full.yaml"],
 }
 FAR_MM = 20.0
+EPOCH_TIME = re.compile(r"WeakSupervisionTrainer: Epoch\[\d+\] Complete\. Time taken: (\d+):(\d+):([\d.]+)")
 logger = logging.getLogger("benchmark.acdc_scribbles")
 
 
-def slug(name: str) -> str:
-    return name.lower().replace(" + ", "_").replace(" ", "_")
+def slug(name: str, length_fraction: float = 1.0) -> str:
+    base = name.lower().replace(" + ", "_").replace(" ", "_")
+    return base if length_fraction == 1.0 or SCRIBBLES not in METHODS[name] else f"{base}_len{length_fraction:g}"
 
 
 def run_method(name: str, args: argparse.Namespace) -> Path:
     """Trains one method and segments the split's images through the bundle commands; returns the run folder."""
-    out = Path(args.output_dir).resolve() / slug(name)
+    out = Path(args.output_dir).resolve() / slug(name, args.length_fraction)
     configs = [ROOT / "bundles/acdc/configs/train.yaml"]
     configs += [ROOT / c for c in METHODS[name]] + [ROOT / c for c in args.overlay]
     common = {
@@ -64,9 +79,12 @@ def run_method(name: str, args: argparse.Namespace) -> Path:
         "batch_size": args.batch_size,
         "learning_rate": args.learning_rate,
     }
+    if SCRIBBLES in METHODS[name]:
+        common["scribble_length_fraction"] = args.length_fraction
     if not (out / "models/model_final.pt").is_file():  # finished runs are reused: delete a folder to redo it
         train = {**common, "max_epochs": args.max_epochs, "val_interval": args.max_epochs}
         run_logged(bundle_command("training", configs, train), out / "log.txt", cwd=ROOT)
+    record_config_if_missing(out, configs, common)  # a run trained before runs recorded their config
     cases = json.loads((out / "datalist.json").read_text())[args.split]
     inputs = out / f"{args.split}_images"
     inputs.mkdir(exist_ok=True)
@@ -76,7 +94,6 @@ def run_method(name: str, args: argparse.Namespace) -> Path:
             link.symlink_to(case["image"])
     predictions = out / f"predictions_{args.split}"
     if len(list(predictions.glob("*_seg.nii.gz"))) < len(cases):
-        record_config_if_missing(out, configs, common)  # a run trained before runs recorded their config
         infer = {"run_dir": out, "input_dir": inputs, "output_dir": predictions}
         infer["ckpt_path"] = out / "models/model_final.pt"
         infer_config = [ROOT / "bundles/acdc/configs/inference.yaml"]
@@ -100,6 +117,63 @@ def far_false_positive_share(pred: np.ndarray, label: np.ndarray, scribble: np.n
     return float((false_positive & far).sum() / false_positive.sum())
 
 
+def epoch_seconds(out: Path) -> float:
+    """Mean wall time of a training epoch, from the trainer's log lines (``log.txt``, or ``train.log``)."""
+    log = "".join(f.read_text() for f in (out / "log.txt", out / "train.log") if f.is_file())
+    times = [int(h) * 3600 + int(m) * 60 + float(sec) for h, m, sec in EPOCH_TIME.findall(log)]
+    if not times:
+        raise RuntimeError(f"no training epoch times in {out / 'log.txt'} or {out / 'train.log'}")
+    return statistics.mean(times)
+
+
+def training_energy(out: Path) -> dict:
+    """Grid-CRF energy of the final network's argmax on the training slices, and its accuracy on the scribbles.
+
+    The energy is :class:`wss_monai.losses.PottsEnergy` (the grid CRF's Boykov-Jolly weights and
+    neighbourhood, sigma from each slice) per pixel, averaged over every training slice at the
+    training resolution, without augmentation; the scribble accuracy uses the full-length real
+    scribbles of those slices. Cached in ``<run>/energy.json``.
+    """
+    cache = out / "energy.json"
+    if cache.is_file():
+        return json.loads(cache.read_text())
+    import torch
+    from monai.transforms import Compose, EnsureChannelFirstd, LoadImaged, Resized
+
+    from wss_monai.bundle import TrainedRun
+    from wss_monai.losses import PottsEnergy
+    from wss_monai.transforms import RemapUnlabelledd
+
+    run = TrainedRun(out)
+    size = run.get("spatial_size")
+    load = Compose(
+        [LoadImaged(["image", "scribble"], image_only=True), EnsureChannelFirstd(["image", "scribble"])]
+        + list(run.get("normalize_image"))
+        + [
+            Resized("scribble", spatial_size=(size, size, -1), mode="nearest"),
+            RemapUnlabelledd("scribble", unlabelled_value=run.get("scribble_unlabelled"), num_classes=len(CLASSES)),
+        ]
+    )
+    network = run.get("network").eval()
+    network.load_state_dict(torch.load(out / "models/model_final.pt", map_location="cpu", weights_only=True)["model"])
+    energy_fn = PottsEnergy(reduction="none")
+    energies, hits, seeds = [], 0, 0
+    for case in json.loads((out / "datalist.json").read_text())["training"]:
+        scribble_file = case["image"].replace(".nii.gz", "_scribble.nii.gz")
+        data = load({"image": case["image"], "scribble": scribble_file})
+        image = torch.as_tensor(data["image"]).permute(3, 0, 1, 2).float()  # (D, 1, H, W) slices
+        scribble = torch.as_tensor(data["scribble"]).permute(3, 0, 1, 2)
+        with torch.no_grad():
+            logits = network(image)
+        energies.append(energy_fn(logits, {"image": image}).reshape(-1))
+        seeded = scribble >= 0
+        hits += int((logits.argmax(1, keepdim=True) == scribble)[seeded].sum())
+        seeds += int(seeded.sum())
+    result = {"potts_energy": float(torch.cat(energies).mean()), "scribble_accuracy": hits / max(seeds, 1)}
+    cache.write_text(json.dumps(result, indent=2))
+    return result
+
+
 def score(out: Path, args: argparse.Namespace) -> dict:
     """Mean per-class Dice, HD95 and far false-positive share over the split's cases."""
     cases = json.loads((out / "datalist.json").read_text())[args.split]
@@ -113,6 +187,7 @@ def score(out: Path, args: argparse.Namespace) -> dict:
         row = volume_metrics(pred, label, CLASSES, spacing)
         scribble = np.asarray(nib.load(case["image"].replace(".nii.gz", "_scribble.nii.gz")).dataobj)
         row["far_fp"] = far_false_positive_share(pred, label, scribble, spacing)
+        row.update(trimap_metrics(pred, label, CLASSES, widths=(4, 16)))
         rows.append(row)
     summary = {key: float(np.nanmean([r[key] for r in rows])) for key in rows[0]}
     summary["mean_dice"] = statistics.mean(summary[f"dice_{c}"] for c in CLASSES[1:])
@@ -120,21 +195,26 @@ def score(out: Path, args: argparse.Namespace) -> dict:
     summary["cases"] = len(rows)
     timing = json.loads((out / "timing.json").read_text())
     summary["s_per_iter"] = timing["seconds_per_iteration_median"]
+    summary["s_per_epoch"] = epoch_seconds(out)
+    summary.update(training_energy(out))
     (out / f"scores_{args.split}.json").write_text(json.dumps({"summary": summary, "cases": rows}, indent=2))
     return summary
 
 
 def format_table(rows: dict[str, dict]) -> str:
-    full = rows.get("full")
+    full, pce = rows.get("full"), rows.get("pCE")
     lines = [
-        "| method | RV | MYO | LV | mean Dice | % of full | mean HD95 (mm) | far false positives |",
-        "|---|---|---|---|---|---|---|---|",
+        "| method | RV | MYO | LV | mean Dice | % of full | mean HD95 (mm) | far false positives "
+        "| trimap acc 4 px | trimap acc 16 px | Potts energy (train) | scribble acc (train) | epoch time / pCE |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for name, r in rows.items():
         share = f"{r['mean_dice'] / full['mean_dice']:.0%}" if full and full["mean_dice"] > 0 else "-"
+        ratio = f"{r['s_per_epoch'] / pce['s_per_epoch']:.2f}" if pce else f"{r['s_per_epoch']:.1f} s"
         lines.append(
             f"| {name} | {r['dice_rv']:.3f} | {r['dice_myo']:.3f} | {r['dice_lv']:.3f} | {r['mean_dice']:.3f} "
-            f"| {share} | {r['mean_hd95']:.1f} | {r['far_fp']:.0%} |"
+            f"| {share} | {r['mean_hd95']:.1f} | {r['far_fp']:.0%} | {r['trimap_acc_w4']:.3f} "
+            f"| {r['trimap_acc_w16']:.3f} | {r['potts_energy']:.4f} | {r['scribble_accuracy']:.3f} | {ratio} |"
         )
     return "\n".join(lines)
 
@@ -146,6 +226,7 @@ def main(argv: list[str] | None = None) -> str:
     parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=list(METHODS))
     parser.add_argument("--overlay", nargs="*", default=[], help="extra config files merged into every method")
     parser.add_argument("--split", default="test", choices=["validation", "test"])
+    parser.add_argument("--length_fraction", type=float, default=1.0, help="scribble length kept (0: clicks)")
     parser.add_argument("--max_epochs", type=int, default=25)
     parser.add_argument("--spatial_size", type=int, default=128)
     parser.add_argument("--batch_size", type=int, default=16)
@@ -163,8 +244,9 @@ def main(argv: list[str] | None = None) -> str:
         logger.info("%s: mean Dice %.3f on %d %s cases", name, rows[name]["mean_dice"], rows[name]["cases"], args.split)
     table = format_table(rows)
     out = Path(args.output_dir)
-    (out / f"results_{args.split}.md").write_text(table + "\n")
-    (out / f"results_{args.split}.json").write_text(json.dumps(rows, indent=2))
+    suffix = "" if args.length_fraction == 1.0 else f"_len{args.length_fraction:g}"
+    (out / f"results_{args.split}{suffix}.md").write_text(table + "\n")
+    (out / f"results_{args.split}{suffix}.json").write_text(json.dumps(rows, indent=2))
     print(table)
     return table
 

@@ -19,7 +19,14 @@ from wss_monai.transforms.predicted_bounds import PredictedSizeBounds, Predicted
 from wss_monai.transforms.proposals import UnlabelledLike, UnlabelledLiked
 from wss_monai.transforms.pseudo_labels import PseudoLabels, PseudoLabelsd
 from wss_monai.transforms.scribble_files import RemapUnlabelled, RemapUnlabelledd
-from wss_monai.transforms.scribbles import ErosionScribble, ErosionScribbled, StrokeScribble, StrokeScribbled
+from wss_monai.transforms.scribbles import (
+    ErosionScribble,
+    ErosionScribbled,
+    ShortenScribble,
+    ShortenScribbled,
+    StrokeScribble,
+    StrokeScribbled,
+)
 from wss_monai.transforms.tag_files import TagsFromFile, TagsFromFiled, case_name
 from wss_monai.transforms.tags import ImageTags, ImageTagsd
 
@@ -57,6 +64,8 @@ __all__ = [
     "RemapUnlabelledd",
     "SizeBounds",
     "SizeBoundsd",
+    "ShortenScribble",
+    "ShortenScribbled",
     "StrokeScribble",
     "StrokeScribbled",
     "common_size_bounds",

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 from monai.config import KeysCollection
 from monai.transforms import Randomizable, Transform
-from monai.utils import TransformBackends
+from monai.utils import TransformBackends, convert_data_type
 from scipy import ndimage, sparse
 from scipy.sparse import csgraph
 from skimage.morphology import skeletonize
@@ -37,7 +37,16 @@ from wss_monai.transforms._slices import (
     to_input_type,
 )
 
-__all__ = ["ErosionScribble", "ErosionScribbled", "StrokeScribble", "StrokeScribbled", "box_erosion"]
+__all__ = [
+    "ErosionScribble",
+    "ErosionScribbled",
+    "ShortenScribble",
+    "ShortenScribbled",
+    "StrokeScribble",
+    "StrokeScribbled",
+    "box_erosion",
+    "shorten_strokes",
+]
 
 
 def box_erosion(mask: np.ndarray, size: int, border_value: int = 0) -> np.ndarray:
@@ -155,6 +164,42 @@ def _skeleton_graph(skeleton: np.ndarray) -> tuple[np.ndarray, sparse.csr_matrix
     return coords, graph
 
 
+def shorten_strokes(strokes: np.ndarray, length_fraction: float, rng: np.random.RandomState) -> np.ndarray:
+    """Keeps a contiguous stretch of ``round(length_fraction · |P|)`` voxels of every connected stroke P.
+
+    In each (8- / 26-connected) piece P of the non-empty boolean mask ``strokes`` a start voxel s is drawn
+    uniformly, and the voxels geodesically nearest to s along P are kept. One piece (drawn with
+    probability ∝ |P|) keeps at least its start voxel, so ``length_fraction=0`` leaves one click and
+    ``1`` every voxel; for a fixed ``rng`` state the kept set grows with ``length_fraction``.
+    Shortened scribbles: D. Marin, M. Tang et al., CVPR 2019.
+
+    Example:
+        >>> import numpy as np
+        >>> line = np.zeros((3, 10), bool); line[1] = True
+        >>> [int(shorten_strokes(line, f, np.random.RandomState(0)).sum()) for f in (0.0, 0.5, 1.0)]
+        [1, 5, 10]
+    """
+    coords, graph = _skeleton_graph(strokes)
+    n = len(coords)
+    num_pieces, piece = csgraph.connected_components(graph, directed=False)
+    draws = rng.random_sample(num_pieces + 1)  # same draws for every length_fraction
+    sizes = np.bincount(piece, minlength=num_pieces)
+    first = np.concatenate([[0], np.cumsum(sizes)[:-1]])  # position of each piece in `by_piece`
+    by_piece = np.argsort(piece, kind="stable")
+    starts = by_piece[first + np.minimum((draws[:-1] * sizes).astype(np.int64), sizes - 1)]
+    keep = np.rint(length_fraction * sizes).astype(np.int64)
+    clicked = piece[min(int(draws[-1] * n), n - 1)]
+    keep[clicked] = max(keep[clicked], 1)
+    distance = csgraph.dijkstra(graph, directed=False, indices=starts, min_only=True)
+    order = np.lexsort((np.arange(n), distance, piece))  # by piece, then distance, then index
+    rank = np.empty(n, dtype=np.int64)
+    rank[order] = np.arange(n) - first[piece[order]]
+    kept = coords[rank < keep[piece]]
+    out = np.zeros(strokes.shape, bool)
+    out[tuple(kept.T)] = True
+    return out
+
+
 class StrokeScribble(Randomizable, Transform):
     """Human-style scribbles: strokes along the skeleton of each class, optionally shortened.
 
@@ -238,25 +283,7 @@ class StrokeScribble(Randomizable, Transform):
             deepest = np.argmax(ndimage.distance_transform_edt(region))
             skeleton = np.zeros(region.shape, bool)
             skeleton.flat[deepest] = True
-        coords, graph = _skeleton_graph(skeleton)
-        n = len(coords)
-        num_pieces, piece = csgraph.connected_components(graph, directed=False)
-        draws = self.R.random_sample(num_pieces + 1)  # same draws for every length_fraction
-        sizes = np.bincount(piece, minlength=num_pieces)
-        first = np.concatenate([[0], np.cumsum(sizes)[:-1]])  # position of each piece in `by_piece`
-        by_piece = np.argsort(piece, kind="stable")
-        starts = by_piece[first + np.minimum((draws[:-1] * sizes).astype(np.int64), sizes - 1)]
-        keep = np.rint(self.length_fraction * sizes).astype(np.int64)
-        clicked = piece[min(int(draws[-1] * n), n - 1)]
-        keep[clicked] = max(keep[clicked], 1)
-        distance = csgraph.dijkstra(graph, directed=False, indices=starts, min_only=True)
-        order = np.lexsort((np.arange(n), distance, piece))  # by piece, then distance, then index
-        rank = np.empty(n, dtype=np.int64)
-        rank[order] = np.arange(n) - first[piece[order]]
-        kept = coords[rank < keep[piece]]
-        stroke = np.zeros(region.shape, bool)
-        stroke[tuple(kept.T)] = True
-        return stroke
+        return shorten_strokes(skeleton, self.length_fraction, self.R)
 
     def _scribble(self, lab: np.ndarray) -> np.ndarray:
         out = np.full(lab.shape, self.unlabelled, dtype=np.float32)
@@ -274,6 +301,71 @@ class StrokeScribble(Randomizable, Transform):
         """Args: label: ``(1, H, W[, D])`` class map. Returns: ``(1, H, W[, D])`` float32 weak map."""
         lab = class_map(label, self.num_classes)
         return to_input_type(apply_per_slice(self._scribble, lab, self.spatial_dims)[None], label)
+
+
+class ShortenScribble(Randomizable, Transform):
+    """Shortened scribbles: each class's strokes of an existing scribble map cut to a fraction of their length.
+
+    For each class k scribbled in the slice (``spatial_dims=2``) or volume (``spatial_dims=3``), every
+    connected stroke of ``weak == k`` keeps a contiguous stretch of ``round(length_fraction · |P|)``
+    voxels around a random start (:func:`shorten_strokes`), and at least one voxel of the class is kept:
+    ``1`` is the identity, ``0`` one click per class scribbled. This turns annotators' real scribbles
+    (e.g. ACDC's) into the shortened scribbles of D. Marin, M. Tang et al., CVPR 2019.
+
+    Args:
+        num_classes: number of classes K (background included), >= 2.
+        length_fraction: fraction of each stroke kept, in [0, 1].
+        spatial_dims: 2: each slice of a 3D input along its last axis on its own; 3: whole volume.
+        unlabelled: value of the voxels left unannotated, in the input and the output.
+
+    Input and output: ``(1, H, W[, D])`` float weak map (class index on the scribbles, ``unlabelled``
+    elsewhere), same shape and type.
+
+    Example:
+        >>> import numpy as np
+        >>> weak = np.full((1, 12, 12), -1.0, dtype=np.float32)
+        >>> weak[0, 2, 1:11] = 1; weak[0, 9, 1:11] = 0
+        >>> short = ShortenScribble(num_classes=2, length_fraction=0.0, unlabelled=-1).set_random_state(0)(weak)
+        >>> [int((short == k).sum()) for k in (0, 1)]  # one click per class
+        [1, 1]
+    """
+
+    backend = [TransformBackends.TORCH, TransformBackends.NUMPY]
+
+    def __init__(
+        self, num_classes: int, length_fraction: float = 1.0, spatial_dims: int = 2, unlabelled: float = UNLABELLED
+    ) -> None:
+        self.num_classes = check_int("num_classes", num_classes, 2)
+        self.length_fraction = check_number("length_fraction", length_fraction, 0.0, 1.0)
+        self.spatial_dims = check_spatial_dims(spatial_dims)
+        self.unlabelled = check_unlabelled(unlabelled, self.num_classes)
+
+    def randomize(self, data: Any = None) -> None:
+        """No-op: the draws depend on the strokes and are made in ``__call__``."""
+
+    def _shorten(self, weak: np.ndarray) -> np.ndarray:
+        out = np.full(weak.shape, self.unlabelled, dtype=np.float32)
+        for k in range(self.num_classes):
+            strokes = weak == k
+            if strokes.any():
+                out[shorten_strokes(strokes, self.length_fraction, self.R)] = k
+        return out
+
+    def __call__(self, weak: Any) -> Any:
+        """Args: weak: ``(1, H, W[, D])`` scribble map. Returns: the shortened map, same shape and type."""
+        if self.length_fraction == 1.0:
+            return weak
+        array = np.asarray(convert_data_type(weak, np.ndarray)[0], dtype=np.float32)
+        if array.ndim < 3 or array.shape[0] != 1:
+            raise ValueError(f"ShortenScribble expects a (1, H, W[, D]) scribble map, got shape {tuple(array.shape)}.")
+        scribbled = array[0] != self.unlabelled
+        values = np.unique(array[0][scribbled])
+        if values.size and (values.min() < 0 or values.max() >= self.num_classes or np.any(values % 1)):
+            raise ValueError(
+                f"ShortenScribble: scribble values must be class indices in range({self.num_classes}) or the "
+                f"unlabelled value {self.unlabelled}, got {values.tolist()}."
+            )
+        return to_input_type(apply_per_slice(self._shorten, array[0], self.spatial_dims)[None], weak)
 
 
 class ErosionScribbled(KeyLoopd):
@@ -344,4 +436,35 @@ class StrokeScribbled(RandomKeyLoopd):
         transform = StrokeScribble(
             num_classes, length_fraction, width, spatial_dims, include_background, background_margin, unlabelled
         )
+        super().__init__(keys, output_key, transform, allow_missing_keys)
+
+
+class ShortenScribbled(RandomKeyLoopd):
+    """Dictionary wrapper of :class:`ShortenScribble`; ``set_random_state`` seeds the array transform.
+
+    Args:
+        keys: keys of the scribble maps.
+        output_key: key of the result; ``None`` replaces each map (required with several keys).
+        Other arguments: see :class:`ShortenScribble`.
+
+    Example:
+        >>> import numpy as np
+        >>> weak = np.full((1, 12, 12), -1.0, dtype=np.float32); weak[0, 2, 1:11] = 1
+        >>> t = ShortenScribbled(keys="scribble", num_classes=2, length_fraction=0.5, unlabelled=-1)
+        >>> int((t.set_random_state(0)({"scribble": weak})["scribble"] == 1).sum())
+        5
+    """
+
+    def __init__(
+        self,
+        keys: KeysCollection = "scribble",
+        *,
+        num_classes: int,
+        length_fraction: float = 1.0,
+        spatial_dims: int = 2,
+        unlabelled: float = UNLABELLED,
+        output_key: str | None = None,
+        allow_missing_keys: bool = False,
+    ) -> None:
+        transform = ShortenScribble(num_classes, length_fraction, spatial_dims, unlabelled)
         super().__init__(keys, output_key, transform, allow_missing_keys)
