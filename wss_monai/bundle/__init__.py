@@ -1,5 +1,6 @@
 """Bundle runs as MONAI bundles: a run records the config it ran with, inference and export read it back."""
 
+from wss_monai.bundle.config_files import ENGINE_FRAGMENTS, KINDS, bundle_configs
 from wss_monai.bundle.record import (
     BEST_CHECKPOINT,
     FINAL_CHECKPOINT,
@@ -13,10 +14,13 @@ from wss_monai.bundle.trained_run import TrainedRun
 
 __all__ = [
     "BEST_CHECKPOINT",
+    "ENGINE_FRAGMENTS",
     "FINAL_CHECKPOINT",
+    "KINDS",
     "RUN_CONFIG",
     "RUN_METADATA",
     "TrainedRun",
+    "bundle_configs",
     "find_running_parser",
     "record_run_config",
     "write_json_atomic",

@@ -8,8 +8,8 @@ A run folder (the ``output_dir`` of ``run training``) is laid out like a MONAI b
     <run_dir>/models/model_final.pt  everything needed to resume (model, optimizer, schedules, trainer)
 
 ``configs/train.json`` is written by :func:`record_run_config`, the first step of ``initialize`` in
-every ``train.yaml``, before any data is read; ``bundles/<b>/configs/inference.yaml`` reads it back
-through :class:`wss_monai.bundle.TrainedRun`.
+the engine's ``configs/engine/train.yaml``, before any data is read; ``configs/engine/inference.yaml``
+reads it back through :class:`wss_monai.bundle.TrainedRun`.
 
 Example:
     >>> import json, tempfile

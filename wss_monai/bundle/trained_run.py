@@ -1,9 +1,10 @@
 """A finished training run read back from its folder: the objects of its recorded config, its checkpoints.
 
-``bundles/<b>/configs/inference.yaml`` runs alone on a run folder: the network, the image
-normalisation and the inferer come from the config the run recorded (``configs/train.json``, see
-:mod:`wss_monai.bundle.record`), so a 2D slice U-Net is applied slice by slice and the 3D U-Net of
-the whole-volume profile with sliding windows, at the ``spatial_size`` it was trained at.
+Inference (``bundles/<b>/configs/inference.yaml`` then ``configs/engine/inference.yaml``) runs alone on
+a run folder: the network, the image normalisation and the inferer come from the config the run
+recorded (``configs/train.json``, see :mod:`wss_monai.bundle.record`), so a 2D slice U-Net is applied
+slice by slice and the 3D U-Net of the whole-volume profile with sliding windows, at the
+``spatial_size`` it was trained at.
 
 Example:
     >>> import tempfile, torch
