@@ -8,11 +8,12 @@ import pytest
 import torch
 from bundle_helpers import ROOT, run_bundle
 
+from wss_monai.bundle import bundle_configs
 from wss_monai.data.phantoms import make_cardiac_phantoms
 
-TRAIN = ROOT / "bundles/acdc/configs/train.yaml"
+TRAIN = bundle_configs("acdc")
 QUICK = ROOT / "configs/profiles/cpu_quick.yaml"
-INFER = ROOT / "bundles/acdc/configs/inference.yaml"
+INFER = bundle_configs("acdc", kind="inference")
 
 pytestmark = pytest.mark.slow
 
@@ -28,7 +29,7 @@ def phantoms(tmp_path_factory):
 def scribble_run(phantoms, tmp_path_factory):
     """`run training` of bundle + profile + scribbles-from-files recipe, launched from outside the repository."""
     out = tmp_path_factory.mktemp("scribble_run")
-    configs = [TRAIN, QUICK, ROOT / "configs/supervision/scribble_files.yaml"]
+    configs = [*TRAIN, QUICK, ROOT / "configs/supervision/scribble_files.yaml"]
     run_bundle("training", configs, cwd=out, dataset_dir=phantoms, output_dir=out / "run")
     return out / "run", configs
 
@@ -58,7 +59,7 @@ def test_inference_writes_each_prediction_in_its_input_space(scribble_run, phant
     for source in sources:
         (inputs / source.name).write_bytes(source.read_bytes())
     # inference.yaml alone: the run's recorded config brings the profile, the recipe and spatial_size 32
-    run_bundle("inferring", [INFER], cwd=tmp_path, base={}, run_dir=run, input_dir=inputs)
+    run_bundle("inferring", INFER, cwd=tmp_path, base={}, run_dir=run, input_dir=inputs)
     for source in sources:
         image = nib.load(source)
         pred = nib.load(run / "predictions" / source.name.replace(".nii.gz", "_seg.nii.gz"))
@@ -72,7 +73,7 @@ def test_evaluation_writes_dice_and_hd95_per_case(scribble_run, phantoms, tmp_pa
     run, configs = scribble_run
     run_bundle(
         "evaluating",
-        configs + [ROOT / "bundles/acdc/configs/evaluate.yaml"],
+        bundle_configs("acdc", *configs[len(TRAIN) :], kind="evaluate"),
         cwd=tmp_path,
         dataset_dir=phantoms,
         output_dir=run,
@@ -89,7 +90,7 @@ def test_evaluation_writes_dice_and_hd95_per_case(scribble_run, phantoms, tmp_pa
 
 
 def test_log_barrier_recipe_through_plain_run_and_resume(phantoms, tmp_path):
-    configs = [TRAIN, QUICK, ROOT / "configs/supervision/size_individual_log_barrier.yaml"]
+    configs = [*TRAIN, QUICK, ROOT / "configs/supervision/size_individual_log_barrier.yaml"]
     out = tmp_path / "lb"
     run_bundle(None, configs, cwd=tmp_path, dataset_dir=phantoms, output_dir=out)  # `run --config_file`: run id "run"
     state = torch.load(out / "models/model_final.pt", weights_only=False)
@@ -109,7 +110,7 @@ def test_log_barrier_recipe_through_plain_run_and_resume(phantoms, tmp_path):
 
 
 def test_same_seed_gives_the_same_model(phantoms, tmp_path):
-    configs = [TRAIN, QUICK, ROOT / "configs/supervision/scribble.yaml"]  # random stroke scribbles + augmentation
+    configs = [*TRAIN, QUICK, ROOT / "configs/supervision/scribble.yaml"]  # random stroke scribbles + augmentation
     models = []
     for name in ("a", "b"):
         run_bundle(
@@ -120,7 +121,7 @@ def test_same_seed_gives_the_same_model(phantoms, tmp_path):
 
 
 def test_bad_inputs_stop_the_run_with_the_file_named(phantoms, tmp_path):
-    configs = [TRAIN, QUICK]
+    configs = [*TRAIN, QUICK]
     missing = run_bundle("training", configs, cwd=tmp_path, check=False, output_dir=tmp_path / "x")
     assert missing.returncode != 0 and "dataset_dir is not set" in missing.stderr + missing.stdout
 
@@ -142,7 +143,7 @@ def test_a_nan_scan_stops_inference_with_the_file_named(scribble_run, phantoms, 
     data = np.asarray(source.dataobj).copy()
     data[0, 0, 0] = np.nan
     nib.save(nib.Nifti1Image(data, source.affine), nan_dir / "scan.nii.gz")
-    result = run_bundle("inferring", [INFER], cwd=tmp_path, check=False, base={}, input_dir=nan_dir, run_dir=run)
+    result = run_bundle("inferring", INFER, cwd=tmp_path, check=False, base={}, input_dir=nan_dir, run_dir=run)
     text = result.stderr + result.stdout
     assert result.returncode != 0 and "scan.nii.gz) holds 1 NaN/inf values" in text
     assert not (run / "predictions/scan_seg.nii.gz").exists()

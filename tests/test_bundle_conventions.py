@@ -1,11 +1,14 @@
 """The bundles on MONAI's conventions: property checks, a run that records its config, inference.yaml
-alone on a trained run, TorchScript export with ``ckpt_export``.
+alone on a trained run, TorchScript export with ``ckpt_export``; and the config layer's layout: the
+engine once in configs/engine/, each bundle only its dataset's facts.
 
 The property checks run in this process (``ConfigWorkflow``, initialised, as MONAI requires before
 ``check_properties``); training and inference run as ``python -m monai.bundle`` subprocesses.
 """
 
 import json
+from collections import Counter
+from itertools import combinations
 from pathlib import Path
 
 import nibabel as nib
@@ -13,10 +16,10 @@ import numpy as np
 import pytest
 import torch
 from bundle_helpers import ROOT, SMALL, run_bundles
-from monai.bundle import ConfigWorkflow, ckpt_export
+from monai.bundle import ConfigParser, ConfigWorkflow, ckpt_export
 from monai.utils import BundleProperty, BundlePropertyConfig
 
-from wss_monai.bundle import BEST_CHECKPOINT, RUN_CONFIG, RUN_METADATA, TrainedRun
+from wss_monai.bundle import BEST_CHECKPOINT, KINDS, RUN_CONFIG, RUN_METADATA, TrainedRun, bundle_configs
 from wss_monai.data.lesion_phantoms import make_isles_phantoms, make_wmh_phantoms
 from wss_monai.data.phantoms import make_cardiac_phantoms
 
@@ -37,10 +40,6 @@ INFER_EXTRA = {"acdc": {}, "isles": {"infer_subset": "TRAINING"}, "wmh": {}}  # 
 
 
 CONFIGS = ROOT / "configs"
-
-
-def _configs(bundle: str, name: str) -> Path:
-    return ROOT / f"bundles/{bundle}/configs/{name}.yaml"
 
 
 @pytest.fixture(scope="module")
@@ -70,7 +69,7 @@ def trained(phantoms, tmp_path_factory) -> dict[str, Path]:
     runs, commands = {}, []
     for bundle in BUNDLES:
         out = tmp_path_factory.mktemp(f"{bundle}_run")
-        configs = [_configs(bundle, "train"), ROOT / PROFILE[bundle], ROOT / RECIPE[bundle]]
+        configs = bundle_configs(bundle, PROFILE[bundle], RECIPE[bundle])
         overrides = {**SMALL, "max_epochs": 1, "output_dir": out / "run", **_data_overrides(bundle, phantoms)}
         commands.append(("training", configs, out, overrides))
         runs[bundle] = out / "run"
@@ -109,10 +108,73 @@ def predicted(trained, inputs, tmp_path_factory) -> dict[str, Path]:
     commands, outputs = [], {}
     for bundle in BUNDLES:
         overrides = {"run_dir": trained[bundle], "input_dir": inputs[bundle][0], **INFER_EXTRA[bundle]}
-        commands.append((None, [_configs(bundle, "inference")], tmp_path_factory.mktemp(f"{bundle}_infer"), overrides))
+        configs = bundle_configs(bundle, kind="inference")
+        commands.append((None, configs, tmp_path_factory.mktemp(f"{bundle}_infer"), overrides))
         outputs[bundle] = trained[bundle] / "predictions"
     run_bundles(commands)
     return outputs
+
+
+def _statements(bundle: str) -> Counter:
+    """The non-blank lines of a bundle's configs, comments cut off, counted (size_regressor.yaml, a config of
+    its own, left out)."""
+    lines = Counter()
+    for path in (ROOT / f"bundles/{bundle}/configs").glob("*.yaml"):
+        if path.name != "size_regressor.yaml":
+            code = (line.split(" #")[0].rstrip() for line in path.read_text().splitlines())
+            lines.update(line for line in code if line.strip() and not line.lstrip().startswith("#"))
+    return lines
+
+
+def test_the_engine_is_written_once_and_each_bundle_holds_its_facts_only():
+    for bundle in BUNDLES:
+        files = {p.name for p in (ROOT / f"bundles/{bundle}/configs").glob("*.yaml")}
+        assert not files & {"evaluate.yaml", "multi_gpu_train.yaml"}, bundle  # one shared copy in configs/engine/
+        for kind in KINDS:
+            assert all(f.is_file() for f in bundle_configs(bundle, kind=kind))
+        assert sum(_statements(bundle).values()) < 40, bundle
+    for a, b in combinations(BUNDLES, 2):
+        shared = _statements(a) & _statements(b)
+        assert sum(shared.values()) <= 3, (a, b, sorted(shared))
+
+
+def _ids(config, prefix: str = "") -> set[str]:
+    """Every id a raw config sets: its keys and, inside mappings, their keys (``a#b``), ``+`` merges included."""
+    ids = set()
+    for key, value in config.items():
+        path = f"{prefix}{str(key).lstrip('+')}"
+        ids.add(path)
+        if isinstance(value, dict):
+            ids |= _ids(value, f"{path}#")
+    return ids
+
+
+def test_the_bundle_comes_first_and_the_engine_never_replaces_its_facts():
+    engine = CONFIGS / "engine"
+    acdc = bundle_configs("acdc", "configs/supervision/scribble.yaml", CONFIGS / "profiles/cpu_quick.yaml")
+    assert acdc == [ROOT / "bundles/acdc/configs/train.yaml", engine / "train.yaml",
+                    CONFIGS / "supervision/scribble.yaml", CONFIGS / "profiles/cpu_quick.yaml"]  # fmt: skip
+    wmh = bundle_configs("wmh", RECIPE["wmh"], kind="multi_gpu_train")
+    assert wmh == [ROOT / "bundles/wmh/configs/train.yaml", engine / "train.yaml", engine / "lesion.yaml",
+                   ROOT / RECIPE["wmh"], engine / "multi_gpu_train.yaml"]  # fmt: skip
+    assert bundle_configs("isles", kind="evaluate")[-1] == engine / "evaluate.yaml"
+    assert bundle_configs("acdc", kind="inference") == [ROOT / "bundles/acdc/configs/inference.yaml",
+                                                        engine / "inference.yaml"]  # fmt: skip
+    for bundle in BUNDLES:
+        for kind in ("train", "inference"):
+            first, *following = bundle_configs(bundle, kind=kind)
+            facts = _ids(ConfigParser.load_config_file(str(first)))
+            for path in following:
+                defined = _ids(ConfigParser.load_config_file(str(path)))
+                clashes = {i for i in facts for d in defined if i == d or f"{i}#".startswith(f"{d}#")}
+                clashes |= {i for i in facts for d in defined if d.startswith(f"{i}#")}
+                assert not clashes, (str(first), str(path), sorted(clashes))
+    with pytest.raises(ValueError, match="kind must be one of .* got 'infer'"):
+        bundle_configs("acdc", kind="infer")
+    with pytest.raises(FileNotFoundError, match="no bundle named 'prostate'"):
+        bundle_configs("prostate")
+    with pytest.raises(FileNotFoundError, match="config file .*nothing.yaml' not found"):
+        bundle_configs("acdc", "configs/nothing.yaml")
 
 
 def test_every_recipe_profile_and_overlay_keeps_the_property_ids():
@@ -133,9 +195,10 @@ def test_every_recipe_profile_and_overlay_keeps_the_property_ids():
     checked = 0
     for bundle, extras in merges.items():
         for extra in [None, *extras]:
-            files = [_configs(bundle, "train")] + ([extra] if extra else [])
+            overlays = [] if extra is None else [extra]
             if extra is not None and extra.parent.name == "regularisers":  # overlays go after a seed recipe
-                files.insert(1, CONFIGS / "supervision/scribble_files.yaml")
+                overlays.insert(0, CONFIGS / "supervision/scribble_files.yaml")
+            files = bundle_configs(bundle, *overlays)
             workflow = _workflow(files, "train")
             workflow.parser.parse()
             wrong = [
@@ -157,7 +220,7 @@ def test_every_recipe_profile_and_overlay_keeps_the_property_ids():
 @pytest.mark.parametrize("bundle", BUNDLES)
 @pytest.mark.parametrize("with_recipe", [False, True], ids=["alone", "recipe"])
 def test_train_configs_pass_monai_property_checks(bundle, with_recipe, phantoms, tmp_path):
-    configs = [_configs(bundle, "train")] + ([ROOT / RECIPE[bundle]] if with_recipe else [])
+    configs = bundle_configs(bundle, *([RECIPE[bundle]] if with_recipe else []))
     workflow = _workflow(configs, "train", output_dir=str(tmp_path), **SMALL, **_data_overrides(bundle, phantoms))
     workflow.initialize()
     assert workflow.check_properties() == []
@@ -166,7 +229,7 @@ def test_train_configs_pass_monai_property_checks(bundle, with_recipe, phantoms,
 
 @pytest.mark.slow
 def test_a_train_config_without_a_required_id_fails_the_check(phantoms, tmp_path):
-    workflow = _workflow([_configs("acdc", "train")], "train", output_dir=str(tmp_path), **SMALL,
+    workflow = _workflow(bundle_configs("acdc"), "train", output_dir=str(tmp_path), **SMALL,
                          **_data_overrides("acdc", phantoms))  # fmt: skip
     workflow.parser["train#trainer#inferer"] = {"_target_": "SimpleInferer"}
     del workflow.parser["train"]["inferer"]
@@ -192,7 +255,7 @@ def test_the_recorded_config_is_the_merged_one_with_overrides(trained):
 @pytest.mark.slow
 @pytest.mark.parametrize("bundle", BUNDLES)
 def test_inference_config_alone_passes_monai_property_checks(bundle, trained, inputs, tmp_path):
-    workflow = _workflow([_configs(bundle, "inference")], "infer", run_dir=str(trained[bundle]),
+    workflow = _workflow(bundle_configs(bundle, kind="inference"), "infer", run_dir=str(trained[bundle]),
                          input_dir=str(inputs[bundle][0]), output_dir=str(tmp_path), **INFER_EXTRA[bundle])  # fmt: skip
     workflow.initialize()
     assert workflow.check_properties() == []
@@ -201,7 +264,7 @@ def test_inference_config_alone_passes_monai_property_checks(bundle, trained, in
 
 @pytest.mark.slow
 def test_an_inference_config_without_a_required_id_fails_the_check(trained, phantoms, tmp_path):
-    workflow = _workflow([_configs("wmh", "inference")], "infer", run_dir=str(trained["wmh"]),
+    workflow = _workflow(bundle_configs("wmh", kind="inference"), "infer", run_dir=str(trained["wmh"]),
                          input_dir=str(phantoms["wmh"]), output_dir=str(tmp_path))  # fmt: skip
     workflow.parser["evaluator#inferer"] = "$@trained_run.get('validate#inferer')"
     del workflow.parser.get()["inferer"]
@@ -231,7 +294,7 @@ def test_inference_alone_segments_a_folder_and_the_export_matches_the_eager_netw
         "network_def",
         filepath=str(exported),
         ckpt_file=str(run / BEST_CHECKPOINT),
-        meta_file=str(_configs(bundle, "metadata").with_suffix(".json")),
+        meta_file=str(ROOT / f"bundles/{bundle}/configs/metadata.json"),
         config_file=str(run / RUN_CONFIG),
     )
     eager = TrainedRun(run).get("network_def")

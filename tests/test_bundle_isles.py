@@ -13,10 +13,11 @@ import torch
 from bundle_helpers import ROOT, config_parser, run_bundle
 from monai.bundle import ConfigParser
 
+from wss_monai.bundle import bundle_configs
 from wss_monai.data.lesion_phantoms import make_isles_phantoms
 from wss_monai.handlers import LESION_COLUMNS
 
-TRAIN = ROOT / "bundles/isles/configs/train.yaml"
+TRAIN = bundle_configs("isles")
 QUICK = ROOT / "configs/profiles/lesion_cpu_quick.yaml"
 BL3D = ROOT / "configs/lesion/gdl_boundary_3d.yaml"
 BL2D = ROOT / "configs/lesion/gdl_boundary_2d.yaml"
@@ -33,7 +34,7 @@ def phantoms(tmp_path_factory):
 def trained(phantoms, tmp_path_factory):
     """`run training` of bundle + CPU profile + GDL/boundary (3D maps), launched from outside the repository."""
     out = tmp_path_factory.mktemp("isles_run")
-    configs = [TRAIN, QUICK, BL3D]
+    configs = [*TRAIN, QUICK, BL3D]
     extra = {"dataset_dir": phantoms, "patient_map_file": phantoms / "phantom_patients.json"}
     run_bundle("training", configs, cwd=out, output_dir=out / "run", **extra)
     return out / "run", configs, extra
@@ -76,7 +77,11 @@ def test_resume_restores_the_boundary_schedule(trained, tmp_path):
 def test_evaluation_writes_lesion_metrics_per_case(trained, tmp_path):
     run, configs, extra = trained
     run_bundle(
-        "evaluating", configs + [ROOT / "bundles/isles/configs/evaluate.yaml"], cwd=tmp_path, output_dir=run, **extra
+        "evaluating",
+        bundle_configs("isles", *configs[len(TRAIN) :], kind="evaluate"),
+        cwd=tmp_path,
+        output_dir=run,
+        **extra,
     )
     with open(run / "eval/metrics.csv") as f:
         rows = list(csv.DictReader(f))
@@ -97,7 +102,7 @@ def test_inference_writes_each_prediction_in_its_input_space(trained, phantoms, 
     run, _, _ = trained
     run_bundle(
         "inferring",
-        [ROOT / "bundles/isles/configs/inference.yaml"],
+        bundle_configs("isles", kind="inference"),
         cwd=tmp_path,
         base={},
         run_dir=run,
@@ -130,7 +135,7 @@ def _hand_made_case(folder: Path) -> dict:
 
 @pytest.mark.parametrize("recipe", [BL2D, BL3D])
 def test_cached_distance_maps_use_the_resized_spacing(recipe, tmp_path):
-    parser = config_parser([TRAIN, QUICK, recipe], spatial_size=16)  # 32 -> 16 voxels in-plane: 2 mm becomes 4 mm
+    parser = config_parser([*TRAIN, QUICK, recipe], spatial_size=16)  # 32 -> 16 voxels in-plane: 2 mm becomes 4 mm
     volume = parser.get_parsed_content("train#volume_transforms")(_hand_made_case(tmp_path))
     dist = volume["dist_map"]
     assert tuple(dist.shape) == (1, 16, 16, 3)
@@ -161,7 +166,7 @@ def _root_error(parser: ConfigParser, id: str) -> BaseException:
 
 def test_bad_inputs_give_clear_errors(tmp_path):
     broken = make_isles_phantoms(tmp_path / "broken", num_cases=3, seed=1, shape=(32, 32), num_slices=(2, 2))
-    parser = config_parser([TRAIN, QUICK, BL2D], output_dir=str(tmp_path / "out"), dataset_dir=str(broken))
+    parser = config_parser([*TRAIN, QUICK, BL2D], output_dir=str(tmp_path / "out"), dataset_dir=str(broken))
     mtt = next((broken / "TRAINING/case_2").glob("SMIR.Brain.XX.O.CT_MTT.*"))
     aside = tmp_path / "aside"
     mtt.rename(aside)
@@ -205,7 +210,7 @@ def test_every_lesion_recipe_computes_monai_losses_with_gradients(recipe, phanto
     from monai.networks.utils import one_hot
 
     parser = config_parser(
-        [TRAIN, QUICK, ROOT / f"configs/lesion/{recipe}.yaml"],
+        [*TRAIN, QUICK, ROOT / f"configs/lesion/{recipe}.yaml"],
         dataset_dir=str(phantoms),
         patient_map_file=str(phantoms / "phantom_patients.json"),
         output_dir=str(tmp_path),

@@ -4,6 +4,8 @@ from pathlib import Path
 import pytest
 from monai.bundle import ConfigParser, verify_metadata
 
+from wss_monai.bundle import bundle_configs
+
 ROOT = Path(__file__).resolve().parents[1]
 SCHEMA = ROOT / "bundles/schema/meta_schema.json"
 META = ROOT / "bundles/acdc/configs/metadata.json"
@@ -25,7 +27,7 @@ def test_verify_metadata_rejects_a_metadata_without_task(tmp_path):
 def test_metadata_matches_the_bundle_configs():
     meta = json.loads(META.read_text())
     parser = ConfigParser()
-    parser.read_config(str(ROOT / "bundles/acdc/configs/train.yaml"))
+    parser.read_config([str(f) for f in bundle_configs("acdc")])
     out = meta["network_data_format"]["outputs"]["pred"]
     assert out["num_channels"] == parser["num_classes"] == len(out["channel_def"])
     assert [out["channel_def"][str(k)] for k in range(parser["num_classes"])] == parser["class_names"]
@@ -34,7 +36,7 @@ def test_metadata_matches_the_bundle_configs():
 @pytest.mark.parametrize("recipe", sorted(p.name for p in (ROOT / "configs/supervision").glob("*.yaml")))
 def test_every_recipe_merges_with_the_bundle_and_names_its_loss(recipe):
     parser = ConfigParser()
-    parser.read_config([str(ROOT / "bundles/acdc/configs/train.yaml"), str(ROOT / "configs/supervision" / recipe)])
+    parser.read_config([str(f) for f in bundle_configs("acdc", ROOT / "configs/supervision" / recipe)])
     terms = parser["loss_terms"]
     assert terms and all("loss" in spec and "weight" in spec for spec in terms.values())
     assert "dataset" not in recipe
@@ -64,7 +66,7 @@ def test_lesion_bundle_metadata_passes_and_matches_the_configs(name):
     verify_metadata(meta_file=str(meta_file), filepath=str(SCHEMA))
     meta = json.loads(meta_file.read_text())
     parser = ConfigParser()
-    parser.read_config(str(ROOT / f"bundles/{name}/configs/train.yaml"))
+    parser.read_config([str(f) for f in bundle_configs(name)])
     inputs, out = meta["network_data_format"]["inputs"]["image"], meta["network_data_format"]["outputs"]["pred"]
     assert inputs["num_channels"] == parser.get_parsed_content("num_channels") == len(parser["modalities"])
     assert out["num_channels"] == parser["num_classes"] == len(out["channel_def"])
@@ -75,7 +77,7 @@ def test_lesion_bundle_metadata_passes_and_matches_the_configs(name):
 @pytest.mark.parametrize("recipe", LESION_RECIPES)
 def test_every_lesion_recipe_merges_with_both_lesion_bundles(name, recipe):
     parser = ConfigParser()
-    parser.read_config([str(ROOT / f"bundles/{name}/configs/train.yaml"), str(ROOT / "configs/lesion" / recipe)])
+    parser.read_config([str(f) for f in bundle_configs(name, ROOT / "configs/lesion" / recipe)])
     terms = parser["loss_terms"]
     assert "regional" in terms and all("loss" in spec and "weight" in spec for spec in terms.values())
     assert set(terms) == ({"regional"} if recipe == "gdl.yaml" else {"regional", "boundary"})

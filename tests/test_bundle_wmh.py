@@ -12,11 +12,12 @@ from bundle_helpers import ROOT, config_parser, run_bundle
 from monai.bundle import ConfigParser
 from monai.losses import GeneralizedDiceLoss
 
+from wss_monai.bundle import bundle_configs
 from wss_monai.data.lesion_phantoms import make_wmh_phantoms
 from wss_monai.losses import BoundaryLoss, IgnoreMaskedLoss
 from wss_monai.metrics import lesion_metrics
 
-TRAIN = ROOT / "bundles/wmh/configs/train.yaml"
+TRAIN = bundle_configs("wmh")
 QUICK = ROOT / "configs/profiles/lesion_cpu_quick.yaml"
 RECIPES = sorted((ROOT / "configs/lesion").glob("*.yaml"))
 
@@ -32,11 +33,11 @@ def phantoms(tmp_path_factory):
 def trained(phantoms, tmp_path_factory):
     """Plain `run` of bundle + CPU profile + Dice-CE/boundary recipe, then evaluation and inference."""
     out = tmp_path_factory.mktemp("wmh_run")
-    configs = [TRAIN, QUICK, ROOT / "configs/lesion/dice_ce_boundary.yaml"]
+    configs = [*TRAIN, QUICK, ROOT / "configs/lesion/dice_ce_boundary.yaml"]
     run_bundle("run", configs, cwd=out, dataset_dir=phantoms, output_dir=out / "run")
-    run_bundle("evaluating", configs + [ROOT / "bundles/wmh/configs/evaluate.yaml"], cwd=out,
+    run_bundle("evaluating", bundle_configs("wmh", *configs[len(TRAIN):], kind="evaluate"), cwd=out,
            dataset_dir=phantoms, output_dir=out / "run")  # fmt: skip
-    run_bundle("inferring", [ROOT / "bundles/wmh/configs/inference.yaml"], cwd=out, base={},
+    run_bundle("inferring", bundle_configs("wmh", kind="inference"), cwd=out, base={},
            input_dir=phantoms, run_dir=out / "run")  # fmt: skip
     return out / "run"
 
@@ -89,7 +90,7 @@ def _ignore_batch(num_classes=2):
 
 @pytest.mark.parametrize("recipe", RECIPES, ids=lambda p: p.stem)
 def test_every_recipe_term_ignores_label_2(recipe):
-    parser = config_parser([TRAIN, QUICK, recipe])
+    parser = config_parser([*TRAIN, QUICK, recipe])
     assert parser["ignore_key"] == "ignore" and "ignore" in parser.get_parsed_content("slice_image_keys")
     loss = parser.get_parsed_content("train#loss")
     good, bad, batch = _ignore_batch()
@@ -124,7 +125,7 @@ def test_ignore_masked_loss_values_and_errors():
 
 def test_wrong_label_values_and_missing_modality_are_named(tmp_path):
     broken = make_wmh_phantoms(tmp_path / "broken", num_subjects=2, seed=1, shape=(32, 32, 8))
-    parser = config_parser([TRAIN, QUICK], output_dir=str(tmp_path / "out"), dataset_dir=str(broken))
+    parser = config_parser([*TRAIN, QUICK], output_dir=str(tmp_path / "out"), dataset_dir=str(broken))
     label_file = broken / "Utrecht/0/wmh.nii.gz"
     image = nib.load(label_file)
     label = np.asarray(image.dataobj).copy()

@@ -10,11 +10,12 @@ import torch
 from bundle_helpers import ROOT, config_parser
 from ignite.engine import Events
 
+from wss_monai.bundle import bundle_configs
 from wss_monai.data.phantoms import make_cardiac_phantoms
 from wss_monai.losses import InequalityConstraintLoss, SizeConstraintLoss
 from wss_monai.transforms import CentroidBounds, CentroidBoundsd, SizeBounds, centroid_bounds
 
-TRAIN = ROOT / "bundles/acdc/configs/train.yaml"
+TRAIN = bundle_configs("acdc")
 QUICK = ROOT / "configs/profiles/cpu_quick.yaml"
 RECIPES = ROOT / "configs/supervision"
 TINY = {"spatial_size": 32, "batch_size": 8, "max_epochs": 1, "val_interval": 10, "num_validation": 1}
@@ -45,7 +46,7 @@ def phantoms(tmp_path_factory):
 
 
 def parser(recipe, dataset_dir, output_dir, **overrides):
-    configs = [TRAIN, QUICK, RECIPES / f"{recipe}.yaml"]
+    configs = [*TRAIN, QUICK, RECIPES / f"{recipe}.yaml"]
     return config_parser(
         configs, **{"dataset_dir": str(dataset_dir), "output_dir": str(output_dir), **TINY, **overrides}
     )
@@ -84,7 +85,7 @@ def check_monitor_rows(rows, epochs):
 
 def test_every_constrained_recipe_attaches_a_monitor_saved_in_checkpoints():
     for recipe in CONSTRAINED:
-        config = config_parser([TRAIN, RECIPES / f"{recipe}.yaml"]).get()
+        config = config_parser([*TRAIN, RECIPES / f"{recipe}.yaml"]).get()
         assert "@constraint_monitor" in config["recipe_handlers"], recipe
         assert config["recipe_state"]["constraint_monitor"] == "@constraint_monitor", recipe
         assert config["constraint_monitor"]["output_dir"] == "@run_dir", recipe

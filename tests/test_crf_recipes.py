@@ -6,11 +6,12 @@ import pytest
 import torch
 from bundle_helpers import ROOT, config_parser, run_bundle
 
+from wss_monai.bundle import bundle_configs
 from wss_monai.data.lesion_phantoms import make_isles_phantoms, make_wmh_phantoms
 from wss_monai.data.phantoms import make_cardiac_phantoms
 from wss_monai.losses import DenseCRFLoss, GatedCRFLoss, GridPottsLoss, PartialCrossEntropyLoss, PottsEnergy
 
-ACDC = [ROOT / "bundles/acdc/configs/train.yaml", ROOT / "configs/profiles/cpu_quick.yaml"]
+ACDC = bundle_configs("acdc", "configs/profiles/cpu_quick.yaml")
 SCRIBBLE_FILES = ROOT / "configs/supervision/scribble_files.yaml"
 REGULARISERS = {
     "grid_crf": GridPottsLoss,
@@ -96,12 +97,12 @@ def test_ramp_resumes_where_it_stopped(cardiac, tmp_path):
 )
 def test_overlays_run_on_the_multichannel_lesion_bundles(bundle, regulariser, maker, tmp_path):
     data = maker(tmp_path / "data")
-    configs = [
-        ROOT / f"bundles/{bundle}/configs/train.yaml",
-        ROOT / "configs/profiles/lesion_cpu_quick.yaml",
-        ROOT / "configs/supervision/scribble.yaml",
-        ROOT / f"configs/regularisers/{regulariser}.yaml",
-    ]
+    configs = bundle_configs(
+        bundle,
+        "configs/profiles/lesion_cpu_quick.yaml",
+        "configs/supervision/scribble.yaml",
+        f"configs/regularisers/{regulariser}.yaml",
+    )
     extra = {"patient_map_file": data / "phantom_patients.json"} if bundle == "isles" else {}
     result = run_bundle(
         "training", configs, cwd=tmp_path, dataset_dir=data, output_dir=tmp_path / "run", spatial_size=32, **extra

@@ -17,6 +17,7 @@ import torch
 from monai.bundle import ConfigParser
 from monai.losses import DiceLoss
 
+from wss_monai.bundle import bundle_configs
 from wss_monai.data.hybrid_acdc import make_hybrid_acdc_datalist
 from wss_monai.data.phantoms import make_cardiac_phantoms
 from wss_monai.losses import supervision_mask
@@ -24,7 +25,7 @@ from wss_monai.networks import SizeRegressor, load_network_copy, load_size_regre
 from wss_monai.transforms import PseudoLabels, PseudoLabelsd
 
 ROOT = Path(__file__).resolve().parents[1]
-TRAIN = ROOT / "bundles/acdc/configs/train.yaml"
+TRAIN = bundle_configs("acdc")
 QUICK = ROOT / "configs/profiles/cpu_quick.yaml"
 REGRESSOR = ROOT / "bundles/acdc/configs/size_regressor.yaml"
 RECIPES = ROOT / "configs/supervision"
@@ -48,7 +49,7 @@ def bundle(run_id, configs, cwd, **overrides):
 
 def parse(recipe, dataset, out, **overrides):
     parser = ConfigParser()
-    parser.read_config([str(TRAIN), str(QUICK), str(RECIPES / f"{recipe}.yaml")])
+    parser.read_config([*map(str, TRAIN), str(QUICK), str(RECIPES / f"{recipe}.yaml")])
     for key, value in {**SMALL, "dataset_dir": str(dataset), "output_dir": str(out), **overrides}.items():
         parser[key] = value
     parser.parse()
@@ -94,7 +95,7 @@ def stages(phantoms, tmp_path_factory):
         **n,
     )
     ckpt = out / "regressor/models/size_regressor.pt"
-    configs = [TRAIN, QUICK, RECIPES / "curriculum.yaml"]
+    configs = [*TRAIN, QUICK, RECIPES / "curriculum.yaml"]
     bundle(
         "training",
         configs,
@@ -107,7 +108,7 @@ def stages(phantoms, tmp_path_factory):
     )
     bundle(
         "training",
-        [TRAIN, QUICK, RECIPES / "full_subset.yaml"],
+        [*TRAIN, QUICK, RECIPES / "full_subset.yaml"],
         cwd=out,
         dataset_dir=phantoms,
         output_dir=out / "fs",
@@ -251,7 +252,7 @@ def test_proposals_use_the_fs_network_on_unlabelled_patients_only(stages, phanto
     assert kinds == {"full", "weak"}
     bundle(
         "training",
-        [TRAIN, QUICK, RECIPES / "proposals.yaml"],
+        [*TRAIN, QUICK, RECIPES / "proposals.yaml"],
         cwd=tmp_path,
         dataset_dir=phantoms,
         output_dir=tmp_path / "run",

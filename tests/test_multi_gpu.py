@@ -22,12 +22,12 @@ import pytest
 import torch
 from bundle_helpers import ROOT, SMALL, _env, run_bundle
 
+from wss_monai.bundle import bundle_configs
 from wss_monai.data.phantoms import make_cardiac_phantoms
 from wss_monai.utils.bundle_runs import torchrun_command
 
-TRAIN = ROOT / "bundles/acdc/configs/train.yaml"
-MULTI = ROOT / "bundles/acdc/configs/multi_gpu_train.yaml"
-INFER = ROOT / "bundles/acdc/configs/inference.yaml"
+TRAIN = bundle_configs("acdc")
+INFER = bundle_configs("acdc", kind="inference")
 LAGRANGIAN = ROOT / "configs/supervision/size_individual_lagrangian.yaml"
 
 BATCH = 4
@@ -44,11 +44,6 @@ RANK_STATE = """
 """
 
 
-def test_every_bundle_has_the_same_multi_gpu_config():
-    texts = {b: (ROOT / f"bundles/{b}/configs/multi_gpu_train.yaml").read_text() for b in ("acdc", "isles", "wmh")}
-    assert len(set(texts.values())) == 1, "bundles/*/configs/multi_gpu_train.yaml differ"
-
-
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
     """Three torchrun runs at once: 2 ranks x batch 4, 1 process x batch 8 (one epoch each), and 2 ranks of
@@ -57,9 +52,13 @@ def runs(tmp_path_factory):
     data = make_cardiac_phantoms(out / "data", num_patients=6, seed=3, shape=(48, 48), num_slices=(4, 6))
     (out / "rank_state.yaml").write_text(RANK_STATE)
     plans = {
-        "two": (2, [TRAIN, MULTI], {**COMPARED, "batch_size": BATCH}),
-        "one": (1, [TRAIN, MULTI], {**COMPARED, "batch_size": 2 * BATCH}),
-        "lagrangian": (2, [TRAIN, LAGRANGIAN, out / "rank_state.yaml", MULTI], {"batch_size": BATCH}),
+        "two": (2, bundle_configs("acdc", kind="multi_gpu_train"), {**COMPARED, "batch_size": BATCH}),
+        "one": (1, bundle_configs("acdc", kind="multi_gpu_train"), {**COMPARED, "batch_size": 2 * BATCH}),
+        "lagrangian": (
+            2,
+            bundle_configs("acdc", LAGRANGIAN, out / "rank_state.yaml", kind="multi_gpu_train"),
+            {"batch_size": BATCH},
+        ),
     }
     processes = {}
     for name, (nproc, configs, overrides) in plans.items():
@@ -111,7 +110,7 @@ def test_inference_alone_reads_a_multi_gpu_run(runs, tmp_path):
     inputs.mkdir()
     source = runs / "data/training/patient001/patient001_frame01.nii.gz"
     (inputs / source.name).write_bytes(source.read_bytes())
-    run_bundle("inferring", [INFER], cwd=tmp_path, base={}, run_dir=runs / "two", input_dir=inputs)
+    run_bundle("inferring", INFER, cwd=tmp_path, base={}, run_dir=runs / "two", input_dir=inputs)
     assert (runs / "two/predictions/patient001_frame01_seg.nii.gz").is_file()
 
 

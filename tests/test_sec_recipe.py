@@ -13,9 +13,10 @@ import torch
 from bundle_helpers import ROOT, SMALL, config_parser, run_bundle
 
 from wss_monai import UNLABELLED
+from wss_monai.bundle import bundle_configs
 from wss_monai.data.phantoms import make_cardiac_phantoms
 
-TRAIN = ROOT / "bundles/acdc/configs/train.yaml"
+TRAIN = bundle_configs("acdc")
 SEC = ROOT / "configs/supervision/tags_sec.yaml"
 CLASSIFIER = ROOT / "configs/supervision/tags_sec_classifier.yaml"
 RUN = SMALL
@@ -33,10 +34,10 @@ def phantoms(tmp_path_factory):
 @pytest.fixture(scope="module")
 def stages(phantoms, tmp_path_factory):
     out = tmp_path_factory.mktemp("runs")
-    run_bundle("training", [TRAIN, SEC, CLASSIFIER], out, base=RUN, dataset_dir=phantoms, output_dir=out / "cls")
+    run_bundle("training", [*TRAIN, SEC, CLASSIFIER], out, base=RUN, dataset_dir=phantoms, output_dir=out / "cls")
     ckpt = out / "cls/models/model.pt"
     run_bundle(
-        "training", [TRAIN, SEC], out, base=RUN, dataset_dir=phantoms, output_dir=out / "seg", sec_classifier_ckpt=ckpt
+        "training", [*TRAIN, SEC], out, base=RUN, dataset_dir=phantoms, output_dir=out / "seg", sec_classifier_ckpt=ckpt
     )
     return out, ckpt
 
@@ -60,7 +61,7 @@ def test_two_stages_write_their_files_and_a_sane_metric(stages):
 def test_stage_two_batches_hold_tags_and_cues_from_the_classifier(stages, phantoms):
     out, ckpt = stages
     parser = config_parser(
-        [TRAIN, SEC], **RUN, dataset_dir=str(phantoms), output_dir=str(out / "probe"), sec_classifier_ckpt=str(ckpt)
+        [*TRAIN, SEC], **RUN, dataset_dir=str(phantoms), output_dir=str(out / "probe"), sec_classifier_ckpt=str(ckpt)
     )
     item = parser.get_parsed_content("train#dataset")[0]
     assert item["tags"].shape == (4,) and item["tags"][0] == 1
@@ -78,24 +79,24 @@ def test_stage_two_batches_hold_tags_and_cues_from_the_classifier(stages, phanto
 
 
 def test_ablations_and_missing_checkpoint(phantoms, tmp_path):
-    parser = config_parser([TRAIN, SEC], expand_weight=0.0, gwrp_present_decay=0.0, gwrp_background_decay=1.0)
+    parser = config_parser([*TRAIN, SEC], expand_weight=0.0, gwrp_present_decay=0.0, gwrp_background_decay=1.0)
     terms = parser.get_parsed_content("loss_terms")
     assert terms["expand"]["weight"] == 0.0 and terms["expand"]["loss"].present_decay == 0.0
     assert terms["expand"]["loss"].background_decay == 1.0
     result = run_bundle(
-        "training", [TRAIN, SEC], tmp_path, check=False, dataset_dir=phantoms, output_dir=tmp_path / "x"
+        "training", [*TRAIN, SEC], tmp_path, check=False, dataset_dir=phantoms, output_dir=tmp_path / "x"
     )
     assert result.returncode != 0 and "sec_classifier_ckpt is not set" in result.stdout + result.stderr
 
 
 def test_tags_from_a_file_in_the_recipe(phantoms, tmp_path):
-    datalist = config_parser([TRAIN, SEC], dataset_dir=str(phantoms), output_dir=str(tmp_path)).get_parsed_content(
+    datalist = config_parser([*TRAIN, SEC], dataset_dir=str(phantoms), output_dir=str(tmp_path)).get_parsed_content(
         "datalist"
     )
     case = datalist["training"][0]["image"].split("/")[-1].replace(".nii.gz", "")
     (tmp_path / "tags.json").write_text(json.dumps({case: [[0, 9]] * 5}))
     parser = config_parser(
-        [TRAIN, SEC, CLASSIFIER],
+        [*TRAIN, SEC, CLASSIFIER],
         **RUN,
         dataset_dir=str(phantoms),
         output_dir=str(tmp_path),

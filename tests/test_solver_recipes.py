@@ -6,11 +6,12 @@ import pytest
 import torch
 from bundle_helpers import ROOT, config_parser, run_bundle
 
+from wss_monai.bundle import bundle_configs
 from wss_monai.constants import UNLABELLED
 from wss_monai.data.phantoms import make_cardiac_phantoms
 from wss_monai.losses import ADMLoss, PartialCrossEntropyLoss, PottsEnergy, RobustTrustRegionLoss
 
-ACDC = [ROOT / "bundles/acdc/configs/train.yaml", ROOT / "configs/profiles/cpu_quick.yaml"]
+ACDC = bundle_configs("acdc", "configs/profiles/cpu_quick.yaml")
 SCRIBBLE_FILES = ROOT / "configs/supervision/scribble_files.yaml"
 ADM = ROOT / "configs/regularisers/adm.yaml"
 TRUST_REGION = ROOT / "configs/regularisers/trust_region.yaml"

@@ -12,13 +12,14 @@ import torch
 from bundle_helpers import ROOT, config_parser, run_bundle
 from monai.transforms import Compose, RandFlipd
 
+from wss_monai.bundle import bundle_configs
 from wss_monai.constants import UNLABELLED
 from wss_monai.data import PadDepthCollate, WholeVolumeDataset
 from wss_monai.data.lesion_phantoms import make_wmh_phantoms
 from wss_monai.data.phantoms import make_cardiac_phantoms
 from wss_monai.transforms import DivisibleDepthPad, DivisibleDepthPadd, padded_depth
 
-TRAIN = ROOT / "bundles/acdc/configs/train.yaml"
+TRAIN = bundle_configs("acdc")
 SCRIBBLES = ROOT / "configs/supervision/scribble_files.yaml"
 FULL = ROOT / "configs/supervision/full.yaml"
 PROFILE = ROOT / "configs/profiles/whole_volumes_3d.yaml"
@@ -198,7 +199,7 @@ def phantoms(tmp_path_factory):
 @pytest.mark.slow
 @pytest.mark.parametrize("recipe, key, fill", [(SCRIBBLES, "scribble", UNLABELLED), (FULL, "label", 0)])
 def test_training_batches_are_padded_whole_volumes(phantoms, tmp_path, recipe, key, fill):
-    parser = config_parser([TRAIN, recipe, PROFILE], **SMALL_3D, dataset_dir=str(phantoms), output_dir=str(tmp_path))
+    parser = config_parser([*TRAIN, recipe, PROFILE], **SMALL_3D, dataset_dir=str(phantoms), output_dir=str(tmp_path))
     dataset = parser.get_parsed_content("train#dataset")
     dataset.set_random_state(seed=0)
     depths = set()
@@ -216,7 +217,7 @@ def test_training_batches_are_padded_whole_volumes(phantoms, tmp_path, recipe, k
 def scribble_run(phantoms, tmp_path_factory):
     """`run training` of acdc + scribbles-from-files + the 3D profile, launched from outside the repository."""
     out = tmp_path_factory.mktemp("run3d")
-    configs = [TRAIN, SCRIBBLES, PROFILE]
+    configs = [*TRAIN, SCRIBBLES, PROFILE]
     run_bundle("training", configs, cwd=out, base=SMALL_3D, dataset_dir=phantoms, output_dir=out)
     return out, configs
 
@@ -238,7 +239,7 @@ def test_training_writes_a_3d_model_and_its_checkpoints(scribble_run):
 @pytest.mark.slow
 def test_evaluation_reuses_the_sliding_window_inferer(scribble_run, phantoms, tmp_path):
     run, configs = scribble_run
-    evaluate = configs + [ROOT / "bundles/acdc/configs/evaluate.yaml"]
+    evaluate = bundle_configs("acdc", *configs[len(TRAIN) :], kind="evaluate")
     run_bundle("evaluating", evaluate, cwd=tmp_path, base=SMALL_3D, dataset_dir=phantoms, output_dir=run)
     rows = (run / "eval/metrics.csv").read_text().splitlines()
     header = rows[0].split(",")
@@ -257,7 +258,7 @@ def test_inference_writes_each_prediction_in_its_input_space(scribble_run, phant
     for source in sources:
         (inputs / source.name).write_bytes(source.read_bytes())
     # inference.yaml alone rebuilds the 3D U-Net and the sliding-window inferer from the run's config
-    run_bundle("inferring", [ROOT / "bundles/acdc/configs/inference.yaml"], cwd=tmp_path, base={},
+    run_bundle("inferring", bundle_configs("acdc", kind="inference"), cwd=tmp_path, base={},
                input_dir=inputs, run_dir=run)  # fmt: skip
     assert {nib.load(s).shape[-1] for s in sources} != {MULTIPLE}  # depths off the window depth are covered
     for source in sources:
@@ -270,7 +271,7 @@ def test_inference_writes_each_prediction_in_its_input_space(scribble_run, phant
 
 @pytest.mark.slow
 def test_full_supervision_trains_and_resumes(phantoms, tmp_path):
-    configs = [TRAIN, FULL, PROFILE]
+    configs = [*TRAIN, FULL, PROFILE]
     small = {**SMALL_3D, "max_epochs": 1}
     run_bundle("training", configs, cwd=tmp_path, base=small, dataset_dir=phantoms, output_dir=tmp_path)
     run_bundle(
@@ -291,7 +292,7 @@ def test_full_supervision_trains_and_resumes(phantoms, tmp_path):
 @pytest.mark.slow
 def test_wmh_keeps_its_channels_and_ignores_the_padding(tmp_path):
     phantoms = make_wmh_phantoms(tmp_path / "wmh", num_subjects=4, seed=5, shape=(32, 32, 10))
-    configs = [ROOT / "bundles/wmh/configs/train.yaml", ROOT / "configs/lesion/gdl_boundary_3d.yaml", PROFILE]
+    configs = bundle_configs("wmh", "configs/lesion/gdl_boundary_3d.yaml", PROFILE)
     overrides = {**SMALL_3D, "num_validation": 1}
     parser = config_parser(configs, **overrides, dataset_dir=str(phantoms), output_dir=str(tmp_path / "run"))
     network = parser.get_parsed_content("network")
