@@ -13,7 +13,7 @@ import sys
 import time
 from pathlib import Path
 
-from wss_monai.paths import repository_root
+from wss_monai.bundle import bundle_configs
 from wss_monai.utils.bundle_runs import bundle_command, run_logged
 
 logger = logging.getLogger("wss_monai.demo")
@@ -29,8 +29,8 @@ RECIPES = {
     ),
     "full": ("full labels", ["configs/supervision/full.yaml"], {}),
 }
-"""Run folder → (name in the table, recipe and overlay files merged after the bundle and the CPU profile,
-overrides)."""
+"""Run folder → (name in the table, recipe and overlay files merged after the bundle, the engine and the CPU
+profile, overrides)."""
 CLASSES = ("rv", "myo", "lv")
 
 
@@ -60,18 +60,16 @@ def run_demo(work_dir: str | Path = "runs/demo", num_patients: int = 16, max_epo
 
     start = time.perf_counter()
     work = Path(work_dir).resolve()
-    root = repository_root()
-    bundle = root / "bundles/acdc/configs"
     data_dir = make_cardiac_phantoms(work / "data", num_patients=num_patients, seed=seed)
     logger.info("1/5 phantom dataset: %d patients in %s", num_patients, data_dir)
 
-    base = [bundle / "train.yaml", root / "configs/profiles/cpu_quick.yaml"]
+    profile = "configs/profiles/cpu_quick.yaml"
     common = {"dataset_dir": data_dir, "seed": seed}
     for recipe, (name, files, extra) in RECIPES.items():
         t0 = time.perf_counter()
         overrides = {**common, **extra, "output_dir": work / recipe}
         overrides.update(max_epochs=max_epochs, val_interval=max_epochs)
-        _bundle("training", base + [root / f for f in files], overrides, work / recipe / "log.txt")
+        _bundle("training", bundle_configs("acdc", profile, *files), overrides, work / recipe / "log.txt")
         logger.info("2/5 trained from %s in %.0f s", name, time.perf_counter() - t0)
 
     validation = json.loads((work / "full/datalist.json").read_text())["validation"]
@@ -81,12 +79,11 @@ def run_demo(work_dir: str | Path = "runs/demo", num_patients: int = 16, max_epo
         shutil.copy(case["image"], nifti_in / Path(case["image"]).name)
     results = {}
     for recipe, (name, files, extra) in RECIPES.items():
-        configs = base + [root / f for f in files]
         infer = {"run_dir": work / recipe, "input_dir": nifti_in}  # inference.yaml alone reads the run's config
-        _bundle("inferring", [bundle / "inference.yaml"], infer, work / recipe / "log.txt")
+        _bundle("inferring", bundle_configs("acdc", kind="inference"), infer, work / recipe / "log.txt")
         _bundle(
             "evaluating",
-            configs + [bundle / "evaluate.yaml"],
+            bundle_configs("acdc", profile, *files, kind="evaluate"),
             {**common, **extra, "output_dir": work / recipe},
             work / recipe / "log.txt",
         )

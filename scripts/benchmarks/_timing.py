@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import statistics
 import time
-from pathlib import Path
 
 import torch
 from monai.bundle import ConfigParser
+
+from wss_monai.bundle import bundle_configs
 
 __all__ = [
     "loss_only_medians",
@@ -25,10 +26,10 @@ __all__ = [
 ]
 
 
-def reference_network(train_config: str | Path) -> torch.nn.Module:
-    """The ``network_def`` of a bundle's ``train.yaml``, instantiated."""
+def reference_network(bundle: str) -> torch.nn.Module:
+    """The ``network_def`` of a bundle's training config (bundle and engine, no profile), instantiated."""
     parser = ConfigParser()
-    parser.read_config(str(train_config))
+    parser.read_config([str(f) for f in bundle_configs(bundle)])
     return parser.get_parsed_content("network_def", instantiate=True)
 
 

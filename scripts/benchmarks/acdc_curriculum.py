@@ -40,10 +40,9 @@ import nibabel as nib
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
+from wss_monai.bundle import bundle_configs  # noqa: E402
 from wss_monai.data.hybrid_acdc import make_hybrid_acdc_datalist  # noqa: E402
 
-TRAIN = ROOT / "bundles/acdc/configs/train.yaml"
-EVALUATE = ROOT / "bundles/acdc/configs/evaluate.yaml"
 REGRESSOR = ROOT / "bundles/acdc/configs/size_regressor.yaml"
 RECIPES = {
     "fs": "full_subset",
@@ -121,7 +120,8 @@ def train_regressor(n: int, args: argparse.Namespace) -> tuple[Path, dict]:
 
 def run_method(method: str, n: int, args: argparse.Namespace, extra: dict) -> dict:
     out = Path(args.output_dir).resolve() / f"n{n}" / method
-    configs = [TRAIN, ROOT / "configs/supervision" / f"{RECIPES[method]}.yaml"]
+    recipe = ROOT / "configs/supervision" / f"{RECIPES[method]}.yaml"
+    configs = bundle_configs("acdc", recipe)
     common = {**common_overrides(n, out, args), **extra}
     start = time.perf_counter()
     if not (out / "models/model_final.pt").is_file():
@@ -137,7 +137,8 @@ def run_method(method: str, n: int, args: argparse.Namespace, extra: dict) -> di
     train_seconds = time.perf_counter() - start
     if not (out / "eval/summary.json").is_file():
         evaluate = {**common, "ckpt_path": out / "models/model_final.pt"}
-        run_logged(bundle_command("evaluating", configs + [EVALUATE], evaluate), out / "log.txt")
+        evaluation = bundle_configs("acdc", recipe, kind="evaluate")
+        run_logged(bundle_command("evaluating", evaluation, evaluate), out / "log.txt")
     summary = json.loads((out / "eval/summary.json").read_text())
     timing = json.loads((out / "timing.json").read_text())
     metrics = summary["metrics"]

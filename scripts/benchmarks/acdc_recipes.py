@@ -18,6 +18,7 @@ import logging
 import time
 from pathlib import Path
 
+from wss_monai.bundle import bundle_configs
 from wss_monai.utils.bundle_runs import bundle_command, run_logged
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -58,10 +59,9 @@ def recipe_parser(
 def run_recipe(recipe: str, args: argparse.Namespace) -> dict:
     out = Path(args.output_dir).resolve() / recipe
     out.mkdir(parents=True, exist_ok=True)
-    configs = [ROOT / "bundles/acdc/configs/train.yaml"]
-    if args.profile:
-        configs.append(ROOT / "configs/profiles" / f"{args.profile}.yaml")
-    configs.append(ROOT / "configs/supervision" / f"{recipe}.yaml")
+    overlays = [ROOT / "configs/profiles" / f"{args.profile}.yaml"] if args.profile else []
+    overlays.append(ROOT / "configs/supervision" / f"{recipe}.yaml")
+    configs = bundle_configs("acdc", *overlays)
     common = {
         "dataset_dir": Path(args.dataset_dir).resolve(),
         "output_dir": out,
@@ -78,7 +78,7 @@ def run_recipe(recipe: str, args: argparse.Namespace) -> dict:
     train_seconds = time.perf_counter() - start
     if not (out / "eval/summary.json").is_file():
         evaluate = {**common, "ckpt_path": out / "models/model_final.pt"}
-        evaluation = configs + [ROOT / "bundles/acdc/configs/evaluate.yaml"]
+        evaluation = bundle_configs("acdc", *overlays, kind="evaluate")
         run_logged(bundle_command("evaluating", evaluation, evaluate), out / "log.txt", cwd=ROOT)
     summary = json.loads((out / "eval/summary.json").read_text())
     timing = json.loads((out / "timing.json").read_text())

@@ -38,6 +38,7 @@ import nibabel as nib
 import numpy as np
 from scipy import ndimage
 
+from wss_monai.bundle import bundle_configs
 from wss_monai.metrics.trimap import trimap_metrics
 from wss_monai.metrics.volume import spacing_from_affine, volume_metrics
 from wss_monai.utils.bundle_runs import bundle_command, record_config_if_missing, run_logged
@@ -67,8 +68,7 @@ def slug(name: str, length_fraction: float = 1.0) -> str:
 def run_method(name: str, args: argparse.Namespace) -> Path:
     """Trains one method and segments the split's images through the bundle commands; returns the run folder."""
     out = Path(args.output_dir).resolve() / slug(name, args.length_fraction)
-    configs = [ROOT / "bundles/acdc/configs/train.yaml"]
-    configs += [ROOT / c for c in METHODS[name]] + [ROOT / c for c in args.overlay]
+    configs = bundle_configs("acdc", *METHODS[name], *(ROOT / c for c in args.overlay))
     common = {
         "dataset_dir": Path(args.dataset_dir).resolve(),
         "output_dir": out,
@@ -96,7 +96,7 @@ def run_method(name: str, args: argparse.Namespace) -> Path:
     if len(list(predictions.glob("*_seg.nii.gz"))) < len(cases):
         infer = {"run_dir": out, "input_dir": inputs, "output_dir": predictions}
         infer["ckpt_path"] = out / "models/model_final.pt"
-        infer_config = [ROOT / "bundles/acdc/configs/inference.yaml"]
+        infer_config = bundle_configs("acdc", kind="inference")
         run_logged(bundle_command("inferring", infer_config, infer), out / "log.txt", cwd=ROOT)
     return out
 

@@ -33,7 +33,6 @@ from monai.losses import GeneralizedDiceLoss, HausdorffDTLoss
 from wss_monai.losses import BoundaryLoss, CompositeLoss, TargetLoss
 from wss_monai.transforms import SignedDistanceMap
 
-ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _timing import paired_ratios, reference_network, time_variants  # noqa: E402
 
@@ -89,7 +88,7 @@ def main(argv=None) -> str:
     args = parser.parse_args(argv)
     torch.manual_seed(0)
     torch.set_num_threads(args.threads)
-    network = reference_network(ROOT / "bundles/isles/configs/train.yaml")
+    network = reference_network("isles")
     optimizer = torch.optim.AdamW(network.parameters(), lr=1e-4)
     batch = make_batch(args.batch_size, args.size, channels=network.model[0].conv.unit0.conv.in_channels)
     losses = variants()

@@ -1,6 +1,6 @@
 """What 10,000+ inequality constraints per batch add to a training step of the acdc bundle's reference network.
 
-One training step (forward, loss, backward, AdamW step) of the bundle's 2D U-Net (train.yaml's
+One training step (forward, loss, backward, AdamW step) of the bundle's 2D U-Net (its training config's
 ``network_def``) on a batch of 16 images of 128² with partial cross-entropy alone, then with an
 ``InequalityConstraintLoss`` added in each mode (penalty, log-barrier, standard and ReLU Lagrangian).
 The variants alternate round by round in one run (the order rotated each round); the median step time
@@ -30,7 +30,6 @@ from wss_monai.handlers import hook_constraint_values
 from wss_monai.losses import CompositeLoss, InequalityConstraintLoss, PartialCrossEntropyLoss
 from wss_monai.losses.inequality import INEQUALITY_MODES, fractional_moment
 
-ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _timing import (  # noqa: E402
     loss_only_medians,
@@ -89,7 +88,7 @@ def main(argv: list[str] | None = None) -> None:
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     num_classes = 4
-    network = reference_network(ROOT / "bundles/acdc/configs/train.yaml")
+    network = reference_network("acdc")
     optimizer = torch.optim.AdamW(network.parameters(), lr=1e-5)
     maps = torch.rand(args.maps, args.size, args.size, generator=torch.Generator().manual_seed(1))
     batch = make_batch(args.batch_size, args.size, num_classes, maps)

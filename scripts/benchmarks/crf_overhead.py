@@ -33,6 +33,7 @@ import torch
 import torch.nn.functional as F
 from monai.bundle import ConfigParser
 
+from wss_monai.bundle import bundle_configs
 from wss_monai.losses import CompositeLoss, DenseCRFLoss, GatedCRFLoss, GridPottsLoss, PartialCrossEntropyLoss
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -45,7 +46,7 @@ def regulariser_settings(spatial_size: int) -> dict[str, dict]:
     settings = {}
     for name in ("grid_crf", "dense_crf", "gated_crf"):
         parser = ConfigParser()
-        files = [ROOT / "bundles/acdc/configs/train.yaml", ROOT / f"configs/regularisers/{name}.yaml"]
+        files = bundle_configs("acdc", f"configs/regularisers/{name}.yaml")
         parser.read_config([str(f) for f in files])
         parser["spatial_size"] = spatial_size
         keys = [k for k in parser.config if k.startswith("crf_") and k != "crf_weight_ramp"]
@@ -119,9 +120,7 @@ def make_batch(volumes: list[np.ndarray], dims: int, batch_size: int, size: int,
 
 def network(dims: int) -> torch.nn.Module:
     """The acdc bundle's ``network_def`` (2D), or with the whole-volume 3D profile merged (3D)."""
-    files = [ROOT / "bundles/acdc/configs/train.yaml"]
-    if dims == 3:
-        files.append(ROOT / "configs/profiles/whole_volumes_3d.yaml")
+    files = bundle_configs("acdc", *(["configs/profiles/whole_volumes_3d.yaml"] if dims == 3 else []))
     parser = ConfigParser()
     parser.read_config([str(f) for f in files])
     return parser.get_parsed_content("network_def", instantiate=True)

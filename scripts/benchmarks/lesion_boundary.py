@@ -51,6 +51,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
+from wss_monai.bundle import bundle_configs as config_list  # noqa: E402
 from wss_monai.data.lesion_phantoms import make_isles_phantoms, make_wmh_phantoms  # noqa: E402
 from wss_monai.utils.bundle_runs import bundle_command, run_logged  # noqa: E402
 
@@ -75,13 +76,10 @@ def generate_phantoms(dataset: str, root: Path, seed: int, size: int, cases: int
     return make_wmh_phantoms(root, num_subjects=cases, seed=seed, shape=(size, size, 16), mimics=mimics)
 
 
-def bundle_configs(dataset: str, method: str) -> list[Path]:
-    """Bundle config, CPU profile and recipe of ``method`` on ``dataset``, in merge order."""
-    return [
-        ROOT / f"bundles/{dataset}/configs/train.yaml",
-        ROOT / "configs/profiles/lesion_cpu_quick.yaml",
-        ROOT / "configs/lesion" / METHODS[method][0],
-    ]
+def bundle_configs(dataset: str, method: str, kind: str = "train") -> list[Path]:
+    """Bundle and engine configs, CPU profile and recipe of ``method`` on ``dataset``, in merge order."""
+    overlays = [ROOT / "configs/profiles/lesion_cpu_quick.yaml", ROOT / "configs/lesion" / METHODS[method][0]]
+    return config_list(dataset, *overlays, kind=kind)
 
 
 def run_dir(output_dir: str | Path, dataset: str, method: str, seed: int) -> Path:
@@ -139,7 +137,7 @@ def run_method(dataset: str, method: str, seed: int, data: Path, args: argparse.
         run_logged(bundle_command("training", configs, overrides), log, cwd=ROOT)
         train_seconds = time.perf_counter() - start
         evaluate = {**overrides, "ckpt_path": out / "models/model_final.pt"}
-        evaluate_configs = configs + [ROOT / f"bundles/{dataset}/configs/evaluate.yaml"]
+        evaluate_configs = bundle_configs(dataset, method, kind="evaluate")
         run_logged(bundle_command("evaluating", evaluate_configs, evaluate), log, cwd=ROOT)
         (out / "train_seconds.json").write_text(json.dumps({"seconds": train_seconds}))
     summary = json.loads(summary_file.read_text())

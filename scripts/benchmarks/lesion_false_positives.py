@@ -35,7 +35,7 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from lesion_boundary import METHODS, bundle_configs, generate_phantoms, run_dir  # noqa: E402
+from lesion_boundary import METHODS, bundle_configs, config_list, generate_phantoms, run_dir  # noqa: E402
 
 from wss_monai.utils.bundle_runs import bundle_command, record_config_if_missing, run_logged  # noqa: E402
 
@@ -71,7 +71,7 @@ def segment(dataset: str, method: str, run: Path, data: Path) -> Path:
             "ckpt_path": run / "models/model_final.pt",
             **({"infer_subset": "TRAINING"} if dataset == "isles" else {}),
         }
-        infer_config = [ROOT / f"bundles/{dataset}/configs/inference.yaml"]
+        infer_config = config_list(dataset, kind="inference")
         run_logged(bundle_command("inferring", infer_config, overrides), run / "inference_log.txt", cwd=ROOT)
     return pred_dir
 

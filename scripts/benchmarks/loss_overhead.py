@@ -20,7 +20,6 @@ import torch
 
 from wss_monai.losses import CompositeLoss, PartialCrossEntropyLoss, SizeConstraintLoss
 
-ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _timing import loss_only_medians, random_scribbles, reference_network, time_variants  # noqa: E402
 
@@ -54,7 +53,7 @@ def variants(num_classes: int) -> dict[str, torch.nn.Module]:
 
 def run_setting(batch_size: int, size: int, rounds: int, steps: int, num_classes: int = 4) -> list[str]:
     torch.manual_seed(0)
-    network = reference_network(ROOT / "bundles/acdc/configs/train.yaml")
+    network = reference_network("acdc")
     optimizer = torch.optim.AdamW(network.parameters(), lr=1e-4)
     batch = make_batch(batch_size, size, num_classes)
     losses = variants(num_classes)

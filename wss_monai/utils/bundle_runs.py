@@ -37,7 +37,8 @@ def bundle_command(run_id: str | None, configs: Sequence[str | Path], overrides:
 def torchrun_command(nproc: int, run_id: str | None, configs: Sequence[str | Path], overrides: Mapping) -> list[str]:
     """:func:`bundle_command` started on ``nproc`` processes of this machine by ``torchrun`` (``--standalone``).
 
-    ``configs`` should end with the bundle's ``multi_gpu_train.yaml``.
+    ``configs`` should end with ``configs/engine/multi_gpu_train.yaml``
+    (:func:`wss_monai.bundle.bundle_configs` with ``kind="multi_gpu_train"``).
     """
     if int(nproc) != nproc or nproc < 1:
         raise ValueError(f"nproc must be a positive integer, got {nproc!r}")
@@ -68,7 +69,7 @@ def record_config_if_missing(run_dir: str | Path, configs: Sequence[str | Path],
     """Records ``<run_dir>/configs/train.json`` for a run trained before runs recorded their own config.
 
     The config is ``configs`` merged in order, then ``overrides`` (paths as strings), as the training
-    command line merged them; inference.yaml reads it. Does nothing and returns False when the run
+    command line merged them; inference reads it. Does nothing and returns False when the run
     already holds one.
     """
     from monai.bundle import ConfigParser

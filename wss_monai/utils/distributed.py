@@ -1,6 +1,6 @@
 """Helpers for training on several processes (``torchrun``); each is a no-op in a single process.
 
-A bundle run becomes distributed by merging ``bundles/<b>/configs/multi_gpu_train.yaml`` after its
+A bundle run becomes distributed by merging ``configs/engine/multi_gpu_train.yaml`` after its
 training configs and starting it with ``torchrun``. That config calls :func:`init_distributed` first;
 the handlers use the other helpers so that state updated from data (dual variables, the share of
 satisfied constraints, loss means, validation rows) is the same on every rank and files are written
