@@ -264,7 +264,8 @@ def build_size_regressor_trainer(
     history.attach(trainer)
     for handler in train_handlers:
         handler.attach(trainer)
-    StatsHandler(iteration_log=False, epoch_log=_log_every(epochs), name=logger.name, tag_name="loss").attach(trainer)
+    # MONAI's own logger name: StatsHandler turns off the propagation of the logger it is given
+    StatsHandler(iteration_log=False, epoch_log=_log_every(epochs), tag_name="loss").attach(trainer)
     return trainer, history
 
 
