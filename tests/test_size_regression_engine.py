@@ -198,12 +198,15 @@ def test_epoch_log_schedule():
     assert [e for e in range(1, 4) if _log_every(3)(None, e)] == [1, 2, 3]
 
 
-def test_module_logger_still_propagates_after_training(caplog):
+def test_epoch_lines_reach_the_module_logger_and_nothing_is_printed(caplog, capsys):
     images, sizes = bright_rectangles(4)
-    train_size_regressor(images, sizes, epochs=1, batch_size=4, augment=1, **TINY)
     with caplog.at_level(logging.INFO, logger="wss_monai.experiments.size_regression"):
+        _, history = train_size_regressor(images, sizes, epochs=2, batch_size=4, augment=1, **TINY)
         logging.getLogger("wss_monai.experiments.size_regression").info("after training")
-    assert "after training" in caplog.text
+    lines = [r.getMessage() for r in caplog.records if "Metrics" in r.getMessage()]
+    assert len(lines) == 2 and f"loss: {history[-1]:.4f}" in lines[-1]
+    assert "after training" in caplog.text  # the module's own logger still propagates
+    assert "Metrics" not in capsys.readouterr().out
 
 
 def volumes(num: int, depth: int = 3, size: int = 16, seed: int = 0) -> list[dict]:

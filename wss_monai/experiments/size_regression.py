@@ -63,6 +63,8 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
+stats_logger = logging.getLogger(f"{__name__}.stats")
+"""The logger of the engine's ``StatsHandler``, created here so that MONAI's ``get_logger`` adds no stdout handler."""
 
 
 def _check_int(name: str, value: Any, minimum: int) -> int:
@@ -264,8 +266,9 @@ def build_size_regressor_trainer(
     history.attach(trainer)
     for handler in train_handlers:
         handler.attach(trainer)
-    # MONAI's own logger name: StatsHandler turns off the propagation of the logger it is given
-    StatsHandler(iteration_log=False, epoch_log=_log_every(epochs), tag_name="loss").attach(trainer)
+    stats = StatsHandler(iteration_log=False, epoch_log=_log_every(epochs), name=stats_logger.name, tag_name="loss")
+    stats.logger.propagate = True  # MONAI's get_logger turns propagation off; the records go to the app's handlers
+    stats.attach(trainer)
     return trainer, history
 
 
