@@ -1,4 +1,4 @@
-"""The size regressor of curriculum semi-supervised segmentation."""
+"""The size regressor network of curriculum semi-supervised segmentation (its training: test_size_regression_engine)."""
 
 from __future__ import annotations
 
@@ -6,12 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from wss_monai.networks.size_regressor import (
-    SizeRegressor,
-    dihedral_augment,
-    predict_sizes,
-    train_size_regressor,
-)
+from wss_monai.networks.size_regressor import SizeRegressor, dihedral_augment, predict_sizes
 
 TINY = {"channels": (4, 8)}
 
@@ -57,47 +52,6 @@ def test_gradients_flow():
     net = SizeRegressor(**TINY)
     net(torch.randn(4, 1, 16, 16)).sum().backward()
     assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in net.parameters())
-
-
-def test_loss_decreases_on_a_learnable_toy():
-    images, sizes = bright_rectangles()
-    net, history = train_size_regressor(images, sizes, epochs=6, batch_size=8, lr=1e-2, augment=2, seed=0, **TINY)
-    assert len(history) == 6 and all(np.isfinite(history))
-    assert history[-1] < 0.7 * history[0]
-    assert not net.training
-    assert net.scale.item() == pytest.approx(sizes.mean().item())
-    assert predict_sizes(net, images).shape == (24, 1)
-
-
-def test_training_is_seeded_and_leaves_the_global_rng_alone():
-    images, sizes = bright_rectangles(8)
-    state = torch.get_rng_state()
-    a, history_a = train_size_regressor(images, sizes, epochs=1, batch_size=4, augment=3, seed=5, **TINY)
-    assert torch.equal(torch.get_rng_state(), state)
-    b, history_b = train_size_regressor(images, sizes, epochs=1, batch_size=4, augment=3, seed=5, **TINY)
-    assert history_a == history_b
-    for p, q in zip(a.state_dict().values(), b.state_dict().values()):
-        assert torch.equal(p, q)
-    _, history_c = train_size_regressor(images, sizes, epochs=1, batch_size=4, augment=3, seed=6, **TINY)
-    assert history_c != history_a
-
-
-def test_multi_class_numpy_inputs_and_given_model():
-    images, sizes = bright_rectangles(6)
-    two = np.stack([sizes.numpy(), 2 * sizes.numpy()], 1)
-    net, history = train_size_regressor(images.numpy(), two, epochs=1, batch_size=3, augment=1, **TINY)
-    assert net(images).shape == (6, 2) and len(history) == 1
-    torch.testing.assert_close(net.scale, torch.from_numpy(two.mean(0)))
-    other = SizeRegressor(scale=3.0, **TINY)
-    trained, _ = train_size_regressor(images, sizes, epochs=1, batch_size=6, model=other)
-    assert trained is other and other.scale.item() == 3.0  # a given model keeps its scale
-
-
-def test_inputs_not_mutated():
-    images, sizes = bright_rectangles(4)
-    before_images, before_sizes = images.clone(), sizes.clone()
-    train_size_regressor(images, sizes, epochs=1, batch_size=4, augment=2, **TINY)
-    assert torch.equal(images, before_images) and torch.equal(sizes, before_sizes)
 
 
 def test_dihedral_augment_keeps_pixel_counts():
@@ -148,22 +102,3 @@ def test_forward_shape_error():
         ValueError, match=r"input must have shape \(B, 1, \*spatial\) with 2 spatial dims, got \(2, 3, 8, 8\)"
     ):
         SizeRegressor(**TINY)(torch.zeros(2, 3, 8, 8))
-
-
-@pytest.mark.parametrize(
-    "kwargs, match",
-    [
-        ({"epochs": 0}, r"epochs must be an integer >= 1, got 0"),
-        ({"augment": 0}, r"augment must be an integer >= 1, got 0"),
-        ({"batch_size": 0}, r"batch_size must be an integer >= 1, got 0"),
-        ({"lr": -1.0}, r"lr must be a finite positive number, got -1.0"),
-        ({"sizes": -torch.ones(4)}, r"sizes must be finite and >= 0"),
-        ({"sizes": torch.ones(3)}, r"sizes must have shape \(N,\) or \(N, K\) with N = 4 images, got \(3, 1\)"),
-        ({"images": torch.zeros(4, 8, 8)}, r"images must have shape \(N, C, H, W\)"),
-        ({"model": SizeRegressor(channels=(4,)), "channels": (4,)}, r"model_kwargs \['channels'\] only apply"),
-    ],
-)
-def test_training_errors(kwargs, match):
-    args = {"images": torch.zeros(4, 1, 8, 8), "sizes": torch.ones(4), "epochs": 1, **kwargs}
-    with pytest.raises(ValueError, match=match):
-        train_size_regressor(**args)

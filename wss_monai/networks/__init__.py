@@ -1,15 +1,14 @@
-"""Networks beyond MONAI's: the size regressor of curriculum semi-supervision and its two-stage helpers; the CAM
-tag classifier of SEC."""
+"""Networks beyond MONAI's: the size regressor of curriculum semi-supervision and its two-stage helpers (its
+training is :mod:`wss_monai.experiments.size_regression`); the CAM tag classifier of SEC."""
 
 from wss_monai.networks.cam import CAMClassifier, class_activation_maps
 from wss_monai.networks.curriculum import (
     load_network_copy,
     load_size_regressor,
-    run_size_regressor_stage,
     save_size_regressor,
     slices_and_sizes,
 )
-from wss_monai.networks.size_regressor import SizeRegressor, dihedral_augment, predict_sizes, train_size_regressor
+from wss_monai.networks.size_regressor import SizeRegressor, dihedral_augment, predict_sizes
 
 __all__ = [
     "CAMClassifier",
@@ -19,8 +18,6 @@ __all__ = [
     "load_network_copy",
     "load_size_regressor",
     "predict_sizes",
-    "run_size_regressor_stage",
     "save_size_regressor",
     "slices_and_sizes",
-    "train_size_regressor",
 ]

@@ -1,13 +1,11 @@
-"""Stage 1 of curriculum semi-supervision and the checkpoints that link the two stages.
+"""The data and checkpoints that link the two stages of curriculum semi-supervision.
 
 Kervadec et al., "Curriculum semi-supervised segmentation", MICCAI 2019. Stage 1 trains a size
 regressor ``R`` on the slices of the n labelled patients (squared error, training set augmented ×10,
-:func:`wss_monai.networks.size_regressor.train_size_regressor`); stage 2 bounds the target size of
-every unlabelled slice by ``[(1 - γ) R(x), (1 + γ) R(x)]``. This module
+with a MONAI engine: :func:`wss_monai.experiments.run_size_regressor_stage`); stage 2 bounds the
+target size of every unlabelled slice by ``[(1 - γ) R(x), (1 + γ) R(x)]``. This module
 
 * cuts preprocessed volumes into slices and their target sizes (:func:`slices_and_sizes`),
-* runs stage 1 end to end and writes ``models/size_regressor.pt`` plus a validation table of size
-  errors (:func:`run_size_regressor_stage`),
 * saves and loads regressor checkpoints with the settings needed to rebuild the network and to check
   that stage 2 feeds it images of the size it was trained on (:func:`save_size_regressor`,
   :func:`load_size_regressor`),
@@ -29,23 +27,19 @@ Example:
 from __future__ import annotations
 
 import copy
-import csv
-import json
 import logging
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from torch import nn
 
-from wss_monai.networks.size_regressor import SizeRegressor, predict_sizes, train_size_regressor
+from wss_monai.networks.size_regressor import SizeRegressor
 
 __all__ = [
     "load_network_copy",
     "load_size_regressor",
-    "run_size_regressor_stage",
     "save_size_regressor",
     "slices_and_sizes",
 ]
@@ -205,110 +199,3 @@ def load_network_copy(
     except RuntimeError as error:
         raise ValueError(f"{name} {str(path)!r} does not fit the configured network: {error}") from error
     return model.eval()
-
-
-def _error_rows(model: nn.Module, images: torch.Tensor, sizes: torch.Tensor, names, gamma: float) -> list[dict]:
-    predicted = predict_sizes(model, images)
-    rows = []
-    for (case, s), true, pred in zip(names, sizes.tolist(), predicted.tolist()):
-        for k, (t, p) in enumerate(zip(true, pred)):
-            rows.append(
-                {
-                    "case": case,
-                    "slice": s,
-                    "output": k,
-                    "true_size": t,
-                    "predicted_size": round(p, 3),
-                    "abs_error": round(abs(p - t), 3),
-                    "within_bounds": int((1 - gamma) * p <= t <= (1 + gamma) * p),
-                }
-            )
-    return rows
-
-
-def _summary(rows: list[dict]) -> dict:
-    if not rows:
-        return {"num_slices": 0}
-    errors = np.array([r["abs_error"] for r in rows])
-    true = np.array([r["true_size"] for r in rows])
-    present = true > 0
-    relative = errors[present] / true[present]
-    return {
-        "num_slices": len(rows),
-        "mae_pixels": float(errors.mean()),
-        "mean_true_size": float(true.mean()),
-        "median_relative_error_present": float(np.median(relative)) if present.any() else None,
-        "share_within_bounds": float(np.mean([r["within_bounds"] for r in rows])),
-    }
-
-
-def run_size_regressor_stage(
-    train_volumes: Iterable[Mapping],
-    validation_volumes: Iterable[Mapping],
-    output_dir: str | Path,
-    classes: Sequence[int] = (3,),
-    spatial_size: int | None = None,
-    gamma: float = 0.1,
-    epochs: int = 50,
-    batch_size: int = 16,
-    lr: float = 1e-3,
-    augment: int = 10,
-    seed: int = 0,
-    device: str | torch.device | None = None,
-    model_kwargs: Mapping[str, Any] | None = None,
-    checkpoint_name: str = "size_regressor.pt",
-) -> dict:
-    """Stage 1: fit the size regressor on the labelled slices, save it, and tabulate its errors.
-
-    Writes ``<output_dir>/models/<checkpoint_name>``, ``<output_dir>/size_regressor/validation_sizes.csv``
-    (one row per validation slice and output: true and predicted size, absolute error, whether the true
-    size lies in the bounds ``[(1 - γ) R, (1 + γ) R]``) and ``summary.json`` (training history, mean
-    absolute error in pixels, median relative error on slices holding the class, share within bounds,
-    on the training and validation slices).
-
-    Returns:
-        The summary dict.
-    """
-    output_dir = Path(output_dir)
-    images, sizes, _ = slices_and_sizes(train_volumes, classes)
-    logger.info("stage 1: %d labelled slices, mean size %s px", images.shape[0], sizes.mean(0).tolist())
-    kwargs = dict(model_kwargs or {})
-    model, history = train_size_regressor(
-        images, sizes, epochs=epochs, batch_size=batch_size, lr=lr, augment=augment, seed=seed, device=device, **kwargs
-    )
-    model = model.cpu()
-    checkpoint = save_size_regressor(
-        model, output_dir / "models" / checkpoint_name, classes, spatial_size, kwargs, gamma=gamma, history=history
-    )
-    table_dir = output_dir / "size_regressor"
-    table_dir.mkdir(parents=True, exist_ok=True)
-    train_rows = _error_rows(model, images, sizes, [("", 0)] * images.shape[0], gamma)
-    val_volumes = list(validation_volumes)
-    val_rows: list[dict] = []
-    if val_volumes:
-        val_images, val_sizes, val_names = slices_and_sizes(val_volumes, classes)
-        val_rows = _error_rows(model, val_images, val_sizes, val_names, gamma)
-    with open(table_dir / "validation_sizes.csv", "w", newline="") as handle:
-        fields = ["case", "slice", "output", "true_size", "predicted_size", "abs_error", "within_bounds"]
-        writer = csv.DictWriter(handle, fieldnames=fields)
-        writer.writeheader()
-        writer.writerows(val_rows)
-    summary = {
-        "checkpoint": str(checkpoint),
-        "classes": [int(c) for c in classes],
-        "gamma": gamma,
-        "epochs": epochs,
-        "augment": augment,
-        "seed": seed,
-        "history": history,
-        "training": _summary(train_rows),
-        "validation": _summary(val_rows),
-    }
-    (table_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
-    logger.info(
-        "stage 1 done: validation MAE %.1f px, %.0f%% of true sizes within the ±%g bounds",
-        summary["validation"].get("mae_pixels", float("nan")),
-        100 * summary["validation"].get("share_within_bounds", float("nan")),
-        gamma,
-    )
-    return summary

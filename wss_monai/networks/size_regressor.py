@@ -23,7 +23,6 @@ Example:
 
 from __future__ import annotations
 
-import logging
 import math
 import numbers
 from collections.abc import Sequence
@@ -34,9 +33,7 @@ import torch
 from monai.networks.blocks import Convolution
 from torch import nn
 
-__all__ = ["SizeRegressor", "dihedral_augment", "predict_sizes", "train_size_regressor"]
-
-logger = logging.getLogger(__name__)
+__all__ = ["SizeRegressor", "dihedral_augment", "predict_sizes"]
 
 _SOFTPLUS_ONE = math.log(math.e - 1)
 """``softplus⁻¹(1)``: the head's initial bias, so an untrained network predicts ``scale``."""
@@ -53,8 +50,8 @@ class SizeRegressor(nn.Module):
 
     ``R(x) = scale · softplus(W · avgpool(f(x)) + b)``, with ``f`` a stack of MONAI ``Convolution``
     blocks (3 × 3, stride 2, norm + activation). ``scale`` ``(K,)`` is a buffer (saved with the
-    weights) set by :func:`train_size_regressor` to the mean training size of each class, so that
-    the regression works on sizes of order 1.
+    weights) set by :func:`wss_monai.experiments.train_size_regressor` to the mean training size of
+    each class, so that the regression works on sizes of order 1.
 
     Args:
         in_channels: image channels C.
@@ -182,114 +179,3 @@ def dihedral_augment(images: torch.Tensor, generator: torch.Generator | None = N
     if images.shape[-1] == images.shape[-2]:
         out = torch.where(draws[2], out.transpose(-1, -2), out)
     return out
-
-
-def train_size_regressor(
-    images: torch.Tensor | np.ndarray,
-    sizes: torch.Tensor | np.ndarray,
-    epochs: int = 50,
-    batch_size: int = 16,
-    lr: float = 1e-3,
-    augment: int = 10,
-    seed: int = 0,
-    model: nn.Module | None = None,
-    weight_decay: float = 0.0,
-    device: str | torch.device | None = None,
-    **model_kwargs: Any,
-) -> tuple[nn.Module, list[float]]:
-    """Fits a size regressor on labelled slices with a squared error (Kervadec et al. 2019).
-
-    Each epoch visits every slice ``augment`` times in a random order: once as is and
-    ``augment - 1`` times under a random flip / 90° rotation (:func:`dihedral_augment`), i.e. the
-    training set is augmented ×``augment`` (×10 in the paper). The loss is the mean squared error
-    between ``R(x) / s`` and ``τ / s``, with ``s`` the mean training size of each class (the new
-    model's ``scale``): the same minimiser as the squared error in pixels², on numbers of order 1.
-
-    Args:
-        images: ``(N, C, H, W)`` labelled slices.
-        sizes: ``(N,)`` or ``(N, K)`` target sizes in pixels, ≥ 0.
-        epochs: passes over the augmented set.
-        batch_size: slices per step.
-        lr: Adam learning rate.
-        augment: augmentation factor ≥ 1 (1: no augmentation).
-        seed: seeds the initial weights, the order and the augmentations (the global RNG is untouched).
-        model: a module to train (``(B, C, H, W)`` → ``(B, K)``); ``None`` builds a
-            :class:`SizeRegressor` from ``model_kwargs`` with ``scale`` set from ``sizes``.
-        weight_decay: Adam weight decay.
-        device: where to train; ``None``: the model's device (CPU for a new model).
-        model_kwargs: arguments of :class:`SizeRegressor` (only without ``model``).
-
-    Returns:
-        ``(model in eval mode, history)`` with ``history[e]`` the mean training loss of epoch ``e``.
-
-    Example:
-        >>> import torch
-        >>> x = torch.rand(4, 1, 16, 16)
-        >>> net, history = train_size_regressor(x, (x > 0.5).sum((1, 2, 3)), epochs=2, batch_size=2,
-        ...                                     augment=2, channels=(4,))
-        >>> len(history), net(x).shape
-        (2, torch.Size([4, 1]))
-    """
-    epochs = _check_int("epochs", epochs, 1)
-    batch_size = _check_int("batch_size", batch_size, 1)
-    augment = _check_int("augment", augment, 1)
-    if isinstance(lr, bool) or not isinstance(lr, numbers.Real) or not (lr > 0 and math.isfinite(lr)):
-        raise ValueError(f"lr must be a finite positive number, got {lr!r}")
-    if not weight_decay >= 0:
-        raise ValueError(f"weight_decay must be >= 0, got {weight_decay!r}")
-    images = torch.as_tensor(np.asarray(images) if isinstance(images, np.ndarray) else images).float()
-    sizes = torch.as_tensor(np.asarray(sizes) if isinstance(sizes, np.ndarray) else sizes).float()
-    if images.ndim != 4 or images.shape[0] < 1:
-        raise ValueError(f"images must have shape (N, C, H, W) with N >= 1, got {tuple(images.shape)}")
-    if sizes.ndim == 1:
-        sizes = sizes[:, None]
-    if sizes.ndim != 2 or sizes.shape[0] != images.shape[0]:
-        raise ValueError(
-            f"sizes must have shape (N,) or (N, K) with N = {images.shape[0]} images, got {tuple(sizes.shape)}"
-        )
-    if not torch.isfinite(images).all():
-        raise ValueError("images contain NaN or inf values")
-    if not torch.isfinite(sizes).all() or (sizes < 0).any():
-        raise ValueError("sizes must be finite and >= 0")
-    num_images, num_outputs = sizes.shape
-    if model is None:
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed)
-            model = SizeRegressor(in_channels=images.shape[1], num_outputs=num_outputs, **model_kwargs)
-        model.set_scale(sizes.mean(0).clamp_min(1.0))
-    elif model_kwargs:
-        raise ValueError(f"model_kwargs {sorted(model_kwargs)} only apply when no model is given")
-    if device is not None:
-        model = model.to(device)
-    try:
-        device = next(model.parameters()).device
-    except StopIteration as error:
-        raise ValueError("model has no parameters to train") from error
-    scale = getattr(model, "scale", None)
-    scale = torch.ones(num_outputs) if not isinstance(scale, torch.Tensor) else scale.detach().float().cpu()
-    targets = sizes / scale
-
-    generator = torch.Generator().manual_seed(int(seed))
-    optimizer = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay)
-    history: list[float] = []
-    total = num_images * augment
-    model.train()
-    for epoch in range(epochs):
-        order = torch.randperm(total, generator=generator)
-        epoch_loss = 0.0
-        for start in range(0, total, batch_size):
-            index = order[start : start + batch_size]
-            slices, copies = index % num_images, index // num_images
-            x = images[slices]
-            if augment > 1:
-                x = torch.where((copies > 0).reshape(-1, 1, 1, 1), dihedral_augment(x, generator), x)
-            prediction = model(x.to(device)) / scale.to(device)
-            loss = torch.nn.functional.mse_loss(prediction, targets[slices].to(device))
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            epoch_loss += float(loss.detach()) * len(index)
-        history.append(epoch_loss / total)
-        if epoch == epochs - 1 or (epoch + 1) % max(1, epochs // 10) == 0:
-            logger.info("size regressor epoch %d/%d: loss %.4g", epoch + 1, epochs, history[-1])
-    return model.eval(), history

@@ -1,7 +1,7 @@
 """Size bounds predicted by a size regressor, for curriculum semi-supervised segmentation.
 
 Reference: H. Kervadec et al., "Curriculum semi-supervised segmentation", MICCAI 2019: a regressor
-``R`` trained on the labelled patients (:func:`wss_monai.networks.size_regressor.train_size_regressor`)
+``R`` trained on the labelled patients (:func:`wss_monai.experiments.train_size_regressor`)
 predicts the target size of each unlabelled slice, which then gets the bounds
 ``[(1 - γ) R(x), (1 + γ) R(x)]`` (γ = 0.1) for the size penalty. The paper's oracle baseline uses
 the true size τ instead of ``R(x)``: ``[(1 - γ) τ, (1 + γ) τ]``, exactly the ``"individual"`` mode
