@@ -18,7 +18,7 @@ from pathlib import Path
 
 import torch
 
-from wss_monai.losses import CompositeLoss, PartialCrossEntropyLoss, SizeConstraintLoss
+from wss_monai.losses import CompositeLoss, InequalityConstraintLoss, PartialCrossEntropyLoss
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -40,7 +40,7 @@ def variants(num_classes: int) -> dict[str, torch.nn.Module]:
         return CompositeLoss(
             {
                 "pce": PartialCrossEntropyLoss(),
-                "size": {"loss": SizeConstraintLoss(classes=every, **kw), "weight": 1e-2},
+                "size": {"loss": InequalityConstraintLoss(classes=every, **kw), "weight": 1e-2},
             }
         )
 

@@ -1,7 +1,7 @@
 from wss_monai.handlers.boundary_schedule import BOUNDARY_SCHEDULE_MODES, BoundaryWeightSchedule
 from wss_monai.handlers.case_metrics import CaseMetricsWriter, PerCaseMetricsWriter, summarise_rows
 from wss_monai.handlers.constraint_monitor import ConstraintMonitor
-from wss_monai.handlers.lagrangian import DualAscentHandler, hook_constraint_values
+from wss_monai.handlers.lagrangian import DualAscentHandler, DualVariables, hook_constraint_values
 from wss_monai.handlers.lesion_case_metrics import LESION_COLUMNS, LesionMetricsWriter
 from wss_monai.handlers.log_barrier import LogBarrierScheduler
 from wss_monai.handlers.loss_terms import LossTermsLogger
@@ -19,6 +19,7 @@ __all__ = [
     "CaseMetricsWriter",
     "ConstraintMonitor",
     "DualAscentHandler",
+    "DualVariables",
     "IterationTimer",
     "LESION_COLUMNS",
     "LesionMetricsWriter",
