@@ -28,7 +28,8 @@ from wss_monai.utils.bundle_runs import torchrun_command
 TRAIN = ROOT / "bundles/acdc/configs/train.yaml"
 MULTI = ROOT / "bundles/acdc/configs/multi_gpu_train.yaml"
 INFER = ROOT / "bundles/acdc/configs/inference.yaml"
-LAGRANGIAN = ROOT / "configs/supervision/size_individual_lagrangian.yaml"
+SIZE = ROOT / "configs/supervision/size.yaml"
+LAGRANGIAN = {"size_bounds": "individual", "constraint_handling": "lagrangian"}
 
 BATCH = 4
 BASE = {**SMALL, "train#flips": "[]"}  # no random flips: both runs see the same pixels
@@ -59,7 +60,7 @@ def runs(tmp_path_factory):
     plans = {
         "two": (2, [TRAIN, MULTI], {**COMPARED, "batch_size": BATCH}),
         "one": (1, [TRAIN, MULTI], {**COMPARED, "batch_size": 2 * BATCH}),
-        "lagrangian": (2, [TRAIN, LAGRANGIAN, out / "rank_state.yaml", MULTI], {"batch_size": BATCH}),
+        "lagrangian": (2, [TRAIN, SIZE, out / "rank_state.yaml", MULTI], {**LAGRANGIAN, "batch_size": BATCH}),
     }
     processes = {}
     for name, (nproc, configs, overrides) in plans.items():

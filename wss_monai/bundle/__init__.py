@@ -1,5 +1,6 @@
 """Bundle runs as MONAI bundles: a run records the config it ran with, inference and export read it back."""
 
+from wss_monai.bundle.recipes import CONSTRAINT_DIMS, SIZE_BOUNDS, SizeRecipe, choose, size_recipe
 from wss_monai.bundle.record import (
     BEST_CHECKPOINT,
     FINAL_CHECKPOINT,
@@ -12,6 +13,11 @@ from wss_monai.bundle.record import (
 from wss_monai.bundle.trained_run import TrainedRun
 
 __all__ = [
+    "CONSTRAINT_DIMS",
+    "SIZE_BOUNDS",
+    "SizeRecipe",
+    "choose",
+    "size_recipe",
     "BEST_CHECKPOINT",
     "FINAL_CHECKPOINT",
     "RUN_CONFIG",
