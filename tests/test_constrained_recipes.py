@@ -235,7 +235,7 @@ def test_lagrange_multipliers_grow_and_are_restored_with_the_monitor_on_resume(p
     from wss_monai.utils import resume
 
     assert resume(str(out / "models/model_final.pt"), p.get_parsed_content("train#checkpoint_objects"), "cpu")
-    term = p.get_parsed_content("loss_terms#size#loss")
+    term = p.get_parsed_content("size_term#loss")
     assert term.dual_variables is p.get_parsed_content("dual_ascent").duals[0]
     torch.testing.assert_close(term.dual_variables.multipliers, saved["multipliers"])
     torch.testing.assert_close(term.dual_variables.keys, saved["dual_keys"])
