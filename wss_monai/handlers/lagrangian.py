@@ -262,7 +262,7 @@ class DualAscentHandler:
         engine.add_event_handler(Events.EPOCH_COMPLETED, self)
 
     def detach(self) -> None:
-        """Removes the forward hooks."""
+        """Removes the hooks that record the constraint values."""
         for handle in self._handles:
             handle.remove()
         self._handles = []
