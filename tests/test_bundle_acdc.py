@@ -90,7 +90,7 @@ def test_evaluation_writes_dice_and_hd95_per_case(scribble_run, phantoms, tmp_pa
 
 
 def test_log_barrier_recipe_through_plain_run_and_resume(phantoms, tmp_path):
-    configs = [*TRAIN, QUICK, ROOT / "configs/supervision/size_individual_log_barrier.yaml"]
+    configs = [*TRAIN, QUICK, ROOT / "configs/supervision/size.yaml"]  # default: individual bounds, log-barrier
     out = tmp_path / "lb"
     run_bundle(None, configs, cwd=tmp_path, dataset_dir=phantoms, output_dir=out)  # `run --config_file`: run id "run"
     state = torch.load(out / "models/model_final.pt", weights_only=False)

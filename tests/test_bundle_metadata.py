@@ -33,26 +33,58 @@ def test_metadata_matches_the_bundle_configs():
     assert [out["channel_def"][str(k)] for k in range(parser["num_classes"])] == parser["class_names"]
 
 
-@pytest.mark.parametrize("recipe", sorted(p.name for p in (ROOT / "configs/supervision").glob("*.yaml")))
-def test_every_recipe_merges_with_the_bundle_and_names_its_loss(recipe):
+def _value(parser, key, default=None):
+    """A config entry as written, or its value where it is a ``$`` expression (a choice of a parametrised recipe)."""
+    raw = parser.get(key, default)
+    return parser.get_parsed_content(key) if isinstance(raw, str) and raw.startswith("$") else raw
+
+
+def _deleted_keys(transform) -> list[str]:
+    """The keys a DeleteItemsd removes, from its config or from the built transform."""
+    if isinstance(transform, dict):
+        if not str(transform.get("_target_", "")).endswith("DeleteItemsd"):
+            return []
+        keys = transform["keys"]
+    elif type(transform).__name__ == "DeleteItemsd":
+        keys = transform.keys
+    else:
+        return []
+    return [keys] if isinstance(keys, str) else list(keys)
+
+
+SIZE_VARIANTS = [{"size_bounds": b} for b in ("individual", "common", "centroid", "tags")]
+RECIPE_MERGES = (
+    [
+        (p.name, {})
+        for p in sorted((ROOT / "configs/supervision").glob("*.yaml"))
+        if p.name not in ("size.yaml", "hybrid_size.yaml")
+    ]
+    + [("size.yaml", v) for v in SIZE_VARIANTS]
+    + [("size.yaml+hybrid_size.yaml", {})]
+)
+
+
+@pytest.mark.parametrize("recipe, overrides", RECIPE_MERGES, ids=[f"{r}-{o}" for r, o in RECIPE_MERGES])
+def test_every_recipe_merges_with_the_bundle_and_names_its_loss(recipe, overrides):
+    files = [ROOT / "configs/supervision" / name for name in recipe.split("+")]
     parser = ConfigParser()
-    parser.read_config([str(f) for f in bundle_configs("acdc", ROOT / "configs/supervision" / recipe)])
-    terms = parser["loss_terms"]
+    parser.read_config([str(f) for f in bundle_configs("acdc", *files)])
+    parser.update(overrides)
+    terms = {
+        name: parser[spec[1:]] if isinstance(spec, str) and spec.startswith("@") else spec
+        for name, spec in parser["loss_terms"].items()
+    }
     assert terms and all("loss" in spec and "weight" in spec for spec in terms.values())
     assert "dataset" not in recipe
+    for file in files:
+        assert "acdc" not in file.read_text().lower(), file.name  # a recipe never names a dataset
     if "num_full_patients" in parser.get():
         # semi-supervised recipes: the full label reaches the loss, switched per image by each case's mark
-        assert "label" in parser["slice_image_keys"] and "supervision" in parser["slice_volume_keys"]
+        assert "label" in _value(parser, "slice_image_keys") and "supervision" in _value(parser, "slice_volume_keys")
         return
-    assert "acdc" not in (ROOT / "configs/supervision" / recipe).read_text().lower()
     weak = recipe != "full.yaml"
-    dropped = {
-        key
-        for spec in parser.get("slice_transforms", [])
-        if str(spec.get("_target_", "")).endswith("DeleteItemsd")
-        for key in ([spec["keys"]] if isinstance(spec["keys"], str) else spec["keys"])
-    }
-    label_reaches_loss = "label" in parser["slice_image_keys"] and "label" not in dropped
+    dropped = {key for transform in _value(parser, "slice_transforms", []) for key in _deleted_keys(transform)}
+    label_reaches_loss = "label" in _value(parser, "slice_image_keys") and "label" not in dropped
     assert label_reaches_loss != weak  # the full label never reaches a weak loss
 
 

@@ -3,6 +3,7 @@ multipliers, centroid bounds and the constraint monitor, run in-process through 
 
 import csv
 import math
+import re
 
 import numpy as np
 import pytest
@@ -12,28 +13,34 @@ from ignite.engine import Events
 
 from wss_monai.bundle import bundle_configs
 from wss_monai.data.phantoms import make_cardiac_phantoms
-from wss_monai.losses import InequalityConstraintLoss, SizeConstraintLoss
 from wss_monai.transforms import CentroidBounds, CentroidBoundsd, SizeBounds, centroid_bounds
 
 TRAIN = bundle_configs("acdc")
 QUICK = ROOT / "configs/profiles/cpu_quick.yaml"
-RECIPES = ROOT / "configs/supervision"
+SIZE = ROOT / "configs/supervision/size.yaml"
+HYBRID = ROOT / "configs/supervision/hybrid_size.yaml"
 TINY = {"spatial_size": 32, "batch_size": 8, "max_epochs": 1, "val_interval": 10, "num_validation": 1}
-CONSTRAINED = [
-    "tags_penalty",
-    "tags_log_barrier",
-    "size_common_penalty",
-    "size_common_log_barrier",
-    "size_individual_penalty",
-    "size_individual_log_barrier",
-    "tags_3d_log_barrier",
-    "size_common_3d_log_barrier",
-    "size_individual_3d_log_barrier",
-    "size_individual_lagrangian",
-    "size_individual_relu_lagrangian",
-    "size_centroid_log_barrier",
-]
-NEW = CONSTRAINED[6:]
+
+
+def variant(size_bounds, constraint_handling, constraint_dims=2):
+    return {"size_bounds": size_bounds, "constraint_handling": constraint_handling, "constraint_dims": constraint_dims}
+
+
+CONSTRAINED = {  # the variants measured in docs/acdc_constraints.md
+    "tags_penalty": variant("tags", "penalty"),
+    "tags_log_barrier": variant("tags", "log_barrier"),
+    "common_penalty": variant("common", "penalty"),
+    "common_log_barrier": variant("common", "log_barrier"),
+    "individual_penalty": variant("individual", "penalty"),
+    "individual_log_barrier": variant("individual", "log_barrier"),
+    "tags_3d_log_barrier": variant("tags", "log_barrier", 3),
+    "common_3d_log_barrier": variant("common", "log_barrier", 3),
+    "individual_3d_log_barrier": variant("individual", "log_barrier", 3),
+    "individual_lagrangian": variant("individual", "lagrangian"),
+    "individual_relu_lagrangian": variant("individual", "relu_lagrangian"),
+    "centroid_log_barrier": variant("centroid", "log_barrier"),
+}
+NEW = list(CONSTRAINED)[6:]
 
 pytestmark = pytest.mark.slow
 
@@ -45,11 +52,21 @@ def phantoms(tmp_path_factory):
     )
 
 
-def parser(recipe, dataset_dir, output_dir, **overrides):
-    configs = [*TRAIN, QUICK, RECIPES / f"{recipe}.yaml"]
+def parser(recipe, dataset_dir, output_dir, extra=(), **overrides):
+    """The bundle with size.yaml (then ``extra`` files) for the variant named ``recipe`` in CONSTRAINED."""
+    configs = [*TRAIN, QUICK, SIZE, *extra]
     return config_parser(
-        configs, **{"dataset_dir": str(dataset_dir), "output_dir": str(output_dir), **TINY, **overrides}
+        configs,
+        **{"dataset_dir": str(dataset_dir), "output_dir": str(output_dir), **TINY, **CONSTRAINED[recipe], **overrides},
     )
+
+
+def error_chain(error):
+    messages = []
+    while error is not None:
+        messages.append(str(error))
+        error = error.__cause__ or error.__context__
+    return "\n".join(messages)
 
 
 def train(p):
@@ -83,12 +100,72 @@ def check_monitor_rows(rows, epochs):
     assert math.isnan(float(rows[0]["stability"]))
 
 
-def test_every_constrained_recipe_attaches_a_monitor_saved_in_checkpoints():
-    for recipe in CONSTRAINED:
-        config = config_parser([*TRAIN, RECIPES / f"{recipe}.yaml"]).get()
-        assert "@constraint_monitor" in config["recipe_handlers"], recipe
-        assert config["recipe_state"]["constraint_monitor"] == "@constraint_monitor", recipe
-        assert config["constraint_monitor"]["output_dir"] == "@run_dir", recipe
+@pytest.mark.parametrize("recipe", list(CONSTRAINED))
+def test_each_variant_builds_its_own_handlers_and_terms_only(recipe, phantoms, tmp_path):
+    p = parser(recipe, phantoms, tmp_path / "run")
+    chosen = CONSTRAINED[recipe]
+    handling, dims = chosen["constraint_handling"], chosen["constraint_dims"]
+    state = p.get_parsed_content("recipe_state")
+    expected = ["constraint_monitor"]
+    if handling == "log_barrier":
+        expected.insert(0, "log_barrier")
+    if handling in ("lagrangian", "relu_lagrangian"):
+        expected.insert(0, "lagrangian")
+    if chosen["size_bounds"] == "centroid":
+        expected.append("centroid_monitor")
+    assert list(state) == expected
+    assert p.get_parsed_content("recipe_handlers") == list(state.values())
+    # the variants not chosen are not built
+    for name in ("log_barrier", "dual_ascent", "centroid_monitor"):
+        if name not in expected and not (name == "dual_ascent" and "lagrangian" in expected):
+            assert p.get_parsed_content(name) is None, name
+    loss = p.get_parsed_content("train#loss")
+    assert list(loss.terms) == ["pce", "size"] + (["centroid"] if chosen["size_bounds"] == "centroid" else [])
+    size = loss.terms["size"]
+    assert size.mode == handling and size.per == ("volume" if dims == 3 else "image")
+    assert state["constraint_monitor"].loss_module is size
+    weight = {"penalty": 0.01 / 32**2, "log_barrier": 1e-4 if dims == 2 else 1.25e-5}.get(handling, 1e-4)
+    assert loss.weights["size"] == weight
+    assert (p.get_parsed_content("batch_sampler") is None) == (dims == 2)
+    bounds = p.get_parsed_content("weak_transforms")[1].transform
+    assert bounds.mode == ("individual" if chosen["size_bounds"] == "centroid" else chosen["size_bounds"])
+    assert (bounds.common_bounds is None) == (chosen["size_bounds"] != "common")
+
+
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        (
+            {"size_bounds": "box"},
+            r"size_bounds must be one of \('individual', 'common', 'centroid', 'tags'\), got 'box'",
+        ),
+        (
+            {"constraint_handling": "barrier"},
+            r"constraint_handling must be one of \('penalty', 'log_barrier', 'lagrangian', 'relu_lagrangian'\), "
+            r"got 'barrier'",
+        ),
+        ({"constraint_dims": 4}, r"constraint_dims must be one of \(2, 3\), got 4"),
+        ({"size_bounds": "centroid", "constraint_dims": 3}, r"size_bounds 'centroid' needs constraint_dims 2"),
+    ],
+)
+def test_a_bad_choice_names_the_parameter_and_the_allowed_values(overrides, message, phantoms, tmp_path):
+    p = parser("individual_log_barrier", phantoms, tmp_path / "run", **overrides)
+    with pytest.raises(Exception) as info:
+        p.get_parsed_content("train#loss")
+    assert re.search(message, error_chain(info.value)), error_chain(info.value)[-2000:]
+
+
+def test_the_hybrid_overlay_refuses_centroid_bounds(phantoms, tmp_path):
+    p = parser("centroid_log_barrier", phantoms, tmp_path / "run", extra=[HYBRID], num_full_patients=1)
+    with pytest.raises(Exception) as info:
+        p.get_parsed_content("train#loss")
+    message = r"size_bounds must be one of \('individual', 'common', 'tags'\) with hybrid_size.yaml, got 'centroid'"
+    assert re.search(message, error_chain(info.value))
+
+
+def test_the_command_line_spelling_of_the_dimension_is_accepted(phantoms, tmp_path):
+    p = parser("individual_log_barrier", phantoms, tmp_path / "run", constraint_dims="3")
+    assert p.get_parsed_content("size_recipe").per == "volume"
 
 
 @pytest.mark.parametrize("recipe", NEW)
@@ -98,7 +175,7 @@ def test_new_recipes_train_with_finite_losses_and_write_the_monitor_csv(recipe, 
     rows = read_monitor(tmp_path / "run/constraints.csv")
     assert list(rows[0]) == ["epoch", "satisfied", "stability"]
     check_monitor_rows(rows, 1)
-    if recipe == "size_centroid_log_barrier":
+    if recipe == "centroid_log_barrier":
         check_monitor_rows(read_monitor(tmp_path / "run/centroid/constraints.csv"), 1)
     state = torch.load(tmp_path / "run/models/model_final.pt", weights_only=False)
     assert state["constraint_monitor"]["history"][0]["epoch"] == 1
@@ -106,7 +183,7 @@ def test_new_recipes_train_with_finite_losses_and_write_the_monitor_csv(recipe, 
 
 
 def test_3d_batches_hold_whole_volumes_with_volume_bounds(phantoms, tmp_path):
-    p = parser("size_individual_3d_log_barrier", phantoms, tmp_path / "run", volumes_per_batch=1)
+    p = parser("individual_3d_log_barrier", phantoms, tmp_path / "run", volumes_per_batch=1)
     p.get_parsed_content("initialize")
     dataset = p.get_parsed_content("train#dataset")
     loader = p.get_parsed_content("train#dataloader")
@@ -135,51 +212,38 @@ def test_3d_batches_hold_whole_volumes_with_volume_bounds(phantoms, tmp_path):
 
 
 def test_2d_recipes_keep_shuffled_slice_batches(phantoms, tmp_path):
-    p = parser("size_individual_log_barrier", phantoms, tmp_path / "run")
+    p = parser("individual_log_barrier", phantoms, tmp_path / "run")
     loader = p.get_parsed_content("train#dataloader")
     assert loader.batch_size == 8 and isinstance(loader.sampler, torch.utils.data.RandomSampler)
     assert len(loader) == math.ceil(len(p.get_parsed_content("train#dataset")) / 8)
 
 
-def test_2d_recipes_give_the_losses_of_the_size_constraint_loss():
-    """The six 2D recipes moved to InequalityConstraintLoss: same values as SizeConstraintLoss (normalised)."""
-    torch.manual_seed(0)
-    logits = torch.randn(3, 4, 8, 8)
-    bounds = torch.tensor([[0.0, 64.0], [10.0, 20.0], [0.0, 0.0], [5.0, 9.0]]).expand(3, 4, 2)
-    batch = {"bounds": bounds, "volume_index": torch.tensor([0, 0, 1]), "slice_index": torch.tensor([0, 1, 0])}
-    old = SizeConstraintLoss(mode="penalty", normalize=True)(logits, batch)
-    new = InequalityConstraintLoss(function="size", mode="penalty")(logits, batch) / 64
-    torch.testing.assert_close(new, old)
-    old = SizeConstraintLoss(mode="log_barrier", t=7.0)(logits, batch)
-    new = InequalityConstraintLoss(function="size", mode="log_barrier", t=7.0)(logits, batch)
-    torch.testing.assert_close(new, old)
-
-
 def test_lagrange_multipliers_grow_and_are_restored_with_the_monitor_on_resume(phantoms, tmp_path):
     out = tmp_path / "run"
-    losses = train(parser("size_individual_lagrangian", phantoms, out))
+    losses = train(parser("individual_lagrangian", phantoms, out))
     assert all(math.isfinite(v) for v in losses)
     state = torch.load(out / "models/model_final.pt", weights_only=False)
     saved = state["lagrangian"]["terms"][0]
     assert saved["multipliers"].numel() and (saved["multipliers"] > 0).any()
     assert saved["dual_keys"].numel() == len(
-        parser("size_individual_lagrangian", phantoms, out).get_parsed_content("train#dataset")
+        parser("individual_lagrangian", phantoms, out).get_parsed_content("train#dataset")
     )  # one row of multipliers per training slice
     first = read_monitor(out / "constraints.csv")
 
-    # the multipliers are back in the loss term after resuming
-    p = parser("size_individual_lagrangian", phantoms, out, resume_checkpoint=str(out / "models/model_final.pt"))
+    # the multipliers are back in the handler, which the loss term reads, after resuming
+    p = parser("individual_lagrangian", phantoms, out, resume_checkpoint=str(out / "models/model_final.pt"))
     p.get_parsed_content("initialize")
     from wss_monai.utils import resume
 
     assert resume(str(out / "models/model_final.pt"), p.get_parsed_content("train#checkpoint_objects"), "cpu")
-    term = p.get_parsed_content("loss_terms#size#loss")
-    torch.testing.assert_close(term.multipliers, saved["multipliers"])
-    torch.testing.assert_close(term.dual_keys, saved["dual_keys"])
+    term = p.get_parsed_content("size_term#loss")
+    assert term.dual_variables is p.get_parsed_content("dual_ascent").duals[0]
+    torch.testing.assert_close(term.dual_variables.multipliers, saved["multipliers"])
+    torch.testing.assert_close(term.dual_variables.keys, saved["dual_keys"])
 
     # a resumed run goes on: the monitor's history continues in its CSV, the multipliers move on
     p = parser(
-        "size_individual_lagrangian", phantoms, out, resume_checkpoint=str(out / "models/model_final.pt"), max_epochs=2
+        "individual_lagrangian", phantoms, out, resume_checkpoint=str(out / "models/model_final.pt"), max_epochs=2
     )
     train(p)
     rows = read_monitor(out / "constraints.csv")
@@ -191,16 +255,16 @@ def test_lagrange_multipliers_grow_and_are_restored_with_the_monitor_on_resume(p
 
 
 def test_relu_lagrangian_multipliers_only_grow(phantoms, tmp_path):
-    train(parser("size_individual_relu_lagrangian", phantoms, tmp_path / "run", max_epochs=2))
+    train(parser("individual_relu_lagrangian", phantoms, tmp_path / "run", max_epochs=2))
     lam = torch.load(tmp_path / "run/models/model_final.pt", weights_only=False)["lagrangian"]["terms"][0]
     assert (lam["multipliers"] >= 0).all() and (lam["multipliers"] > 0).any()
 
 
 def test_3d_sampler_resumes_at_the_saved_epoch(phantoms, tmp_path):
     out = tmp_path / "run"
-    train(parser("size_individual_3d_log_barrier", phantoms, out))
+    train(parser("individual_3d_log_barrier", phantoms, out))
     p = parser(
-        "size_individual_3d_log_barrier",
+        "individual_3d_log_barrier",
         phantoms,
         out,
         resume_checkpoint=str(out / "models/model_final.pt"),
@@ -228,7 +292,7 @@ def test_centroid_bounds_by_hand_and_in_the_recipe(phantoms, tmp_path):
         CentroidBounds(num_classes=1)
 
     # in the recipe the bounds come from the augmented slice, and the label does not reach the loss
-    p = parser("size_centroid_log_barrier", phantoms, tmp_path / "run")
+    p = parser("centroid_log_barrier", phantoms, tmp_path / "run")
     p.get_parsed_content("initialize")
     dataset = p.get_parsed_content("train#dataset")
     for i in range(len(dataset)):

@@ -48,8 +48,9 @@ def bundle(run_id, configs, cwd, **overrides):
 
 
 def parse(recipe, dataset, out, **overrides):
+    """The bundle with ``recipe`` (a recipe file's stem, or several joined by '+', merged in that order)."""
     parser = ConfigParser()
-    parser.read_config([*map(str, TRAIN), str(QUICK), str(RECIPES / f"{recipe}.yaml")])
+    parser.read_config([*map(str, TRAIN), str(QUICK), *(str(RECIPES / f"{r}.yaml") for r in recipe.split("+"))])
     for key, value in {**SMALL, "dataset_dir": str(dataset), "output_dir": str(out), **overrides}.items():
         parser[key] = value
     parser.parse()
@@ -153,7 +154,7 @@ def test_stage_two_and_fs_runs_write_models_and_finite_metrics(stages):
 
 
 def test_only_the_n_chosen_patients_are_full_in_the_batches(phantoms, tmp_path):
-    parser = parse("hybrid_size_individual", phantoms, tmp_path, num_full_patients=1)
+    parser = parse("size+hybrid_size", phantoms, tmp_path, num_full_patients=1)
     full = set(parser.get_parsed_content("datalist")["full_patients"])
     assert len(full) == 1
     volumes = parser.get_parsed_content("train#dataset").volumes
@@ -177,7 +178,7 @@ def barrier(z, t):
 @pytest.mark.parametrize("mode", ["log_barrier", "penalty"])
 def test_curriculum_bounds_come_from_the_regressor_checkpoint(phantoms, tmp_path, mode):
     ckpt = constant_regressor(tmp_path / "constant.pt", 40.0)
-    overrides = {} if mode == "log_barrier" else {"size_constraint_mode": "penalty"}  # log_barrier is the default
+    overrides = {} if mode == "log_barrier" else {"constraint_handling": "penalty"}  # log_barrier is the default
     parser = parse("curriculum", phantoms, tmp_path, num_full_patients=1, size_regressor_ckpt=str(ckpt), **overrides)
     dataset = parser.get_parsed_content("train#dataset")
     bounds = torch.stack([torch.as_tensor(dataset[i]["bounds"]) for i in range(len(dataset))])  # (N, 4, 2)
@@ -228,11 +229,29 @@ def test_oracle_bounds_are_the_true_lv_sizes(phantoms, tmp_path):
     assert torch.isfinite(loss["loss"])
 
 
-def test_hybrid_size_individual_loss_is_finite(phantoms, tmp_path):
-    parser = parse("hybrid_size_individual", phantoms, tmp_path, num_full_patients=2)
+def test_hybrid_size_loss_is_finite(phantoms, tmp_path):
+    parser = parse("size+hybrid_size", phantoms, tmp_path, num_full_patients=2)
     batch = next(iter(parser.get_parsed_content("train#dataloader")))
     out = parser.get_parsed_content("train#loss")(parser.get_parsed_content("network")(batch["image"]), batch)
     assert set(out) == {"loss", "ce", "dice", "size"} and all(torch.isfinite(v) for v in out.values())
+    size = parser.get_parsed_content("size_term#loss")
+    assert size.mode == "penalty" and parser.get_parsed_content("train#loss").weights["size"] == 0.01 / SIZE**2
+
+
+def test_a_bad_constraint_handling_of_the_curriculum_is_named(phantoms, tmp_path):
+    parser = parse("curriculum_oracle", phantoms, tmp_path, num_full_patients=1, constraint_handling="lagrangian")
+    with pytest.raises(Exception) as info:
+        parser.get_parsed_content("train#loss")
+    assert "constraint_handling must be one of ('penalty', 'log_barrier'), got 'lagrangian'" in error_chain(info.value)
+
+
+def test_hybrid_recipes_need_a_bundle_with_a_hybrid_datalist(phantoms, tmp_path):
+    parser = ConfigParser()
+    parser.read_config([str(f) for f in bundle_configs("wmh", RECIPES / "full_subset.yaml")])
+    parser["dataset_dir"] = str(phantoms)
+    with pytest.raises(Exception) as info:
+        parser.get_parsed_content("datalist")
+    assert "`@make_hybrid_datalist` is not defined" in error_chain(info.value)
 
 
 def test_proposals_use_the_fs_network_on_unlabelled_patients_only(stages, phantoms, tmp_path):

@@ -5,6 +5,7 @@ import torch
 
 from wss_monai.data.samplers import DistributedBatchSampler, VolumeBatchSampler
 from wss_monai.data.slices import VolumeSliceDataset
+from wss_monai.handlers.lagrangian import DualVariables
 from wss_monai.losses.inequality import InequalityConstraintLoss
 from wss_monai.utils.distributed import (
     NullSummaryWriter,
@@ -68,18 +69,19 @@ def _batch(slices, upper):
 def test_merged_duals_step_as_one_process_that_saw_every_batch():
     logits = torch.zeros(2, 2, 4, 4)
     batches = [_batch([0, 1], [12.0, 5.0]), _batch([2, 1], [4.0, 7.0])]
-    one = InequalityConstraintLoss(function="size", mode="lagrangian")
-    ranks = [InequalityConstraintLoss(function="size", mode="lagrangian") for _ in batches]
+    term = InequalityConstraintLoss(function="size", mode="lagrangian")
+    one = DualVariables("lagrangian")
+    ranks = [DualVariables("lagrangian") for _ in batches]
     for rank, batch in zip(ranks, batches):
-        for term in (one, rank):
-            term.accumulate_duals(*term.constraint_values(logits, batch))
-    parts = [rank.dual_accumulator() for rank in ranks]
+        for duals in (one, rank):
+            duals.accumulate(*term.constraint_values(logits, batch))
+    parts = [rank.accumulator() for rank in ranks]
     for rank in ranks:
-        rank.merge_duals(parts)
-        rank.dual_step(0.5)
-    one.dual_step(0.5)
+        rank.merge(parts)
+        rank.step(0.5)
+    one.step(0.5)
     for rank in ranks:
-        assert torch.equal(rank.dual_keys, one.dual_keys)
+        assert torch.equal(rank.keys, one.keys)
         torch.testing.assert_close(rank.multipliers, one.multipliers)
     # size 8 against upper bounds 12 (slice 0), 5 and 7 (slice 1: mean violation 2), 4 (slice 2)
     assert one.multipliers[:, 0, 0, 1].tolist() == [0.0, 1.0, 2.0]

@@ -4,7 +4,7 @@ import pytest
 import torch
 from ignite.engine import Engine
 
-from wss_monai.handlers.lagrangian import DualAscentHandler
+from wss_monai.handlers.lagrangian import DualAscentHandler, DualVariables
 from wss_monai.losses.composite import CompositeLoss
 from wss_monai.losses.inequality import InequalityConstraintLoss, LagrangianProposalLoss, lagrangian_proposal
 from wss_monai.losses.partial_ce import PartialCrossEntropyLoss
@@ -16,51 +16,60 @@ def _batch(volumes=(0, 0), slices=(0, 1), upper=(12.0, 5.0)):
     return {"bounds": bounds, "volume_index": torch.tensor(volumes), "slice_index": torch.tensor(slices)}
 
 
+def _with_duals(term):
+    """Gives ``term`` a multiplier table of its own, as a DualAscentHandler would; returns the table."""
+    term.dual_variables = DualVariables(term.mode, term.multiplier_init)
+    return term.dual_variables
+
+
 # ----------------------------------------------------------------------------- dual ascent by hand
 
 
 def test_standard_lagrangian_dual_ascent_by_hand():
     term = InequalityConstraintLoss(function="size", mode="lagrangian")
+    duals = _with_duals(term)
     logits = torch.zeros(2, 2, 4, 4)
     z, ids = term.constraint_values(logits, _batch())
     # item 0: z = (2 - 8, 8 - 12) = (-6, -4); item 1: (-6, 8 - 5 = 3)
     assert z.flatten().tolist() == [-6.0, -4.0, -6.0, 3.0]
-    term.accumulate_duals(z, ids)
-    assert term.dual_step(0.5) == 4
-    assert term.multipliers.flatten().tolist() == [0.0, 0.0, 0.0, 1.5]  # max(0, 0 + 0.5 z)
+    duals.accumulate(z, ids)
+    assert duals.step(0.5) == 4
+    assert duals.multipliers.flatten().tolist() == [0.0, 0.0, 0.0, 1.5]  # max(0, 0 + 0.5 z)
     assert term(logits, _batch()).item() == pytest.approx((0 + 1.5 * 3) / 2)  # mean over the two images
     # second epoch, the item evaluated twice: the step uses the mean of its values
-    term.accumulate_duals(z[1:], ids[1:])
-    term.accumulate_duals(z[1:] - 4.0, ids[1:])  # z = (-10, -1)
-    assert term.dual_step(1.0) == 2
-    assert term.multipliers[1].flatten().tolist() == pytest.approx([0.0, max(0.0, 1.5 + (3 - 1) / 2)])
-    assert term.multipliers[0].flatten().tolist() == [0.0, 0.0]  # not evaluated: unchanged
+    duals.accumulate(z[1:], ids[1:])
+    duals.accumulate(z[1:] - 4.0, ids[1:])  # z = (-10, -1)
+    assert duals.step(1.0) == 2
+    assert duals.multipliers[1].flatten().tolist() == pytest.approx([0.0, max(0.0, 1.5 + (3 - 1) / 2)])
+    assert duals.multipliers[0].flatten().tolist() == [0.0, 0.0]  # not evaluated: unchanged
     # a large negative z brings the multiplier back to 0, never below
-    term.accumulate_duals(torch.full_like(z[1:], -100.0), ids[1:])
-    term.dual_step(1.0)
-    assert term.multipliers[1].flatten().tolist() == [0.0, 0.0]
+    duals.accumulate(torch.full_like(z[1:], -100.0), ids[1:])
+    duals.step(1.0)
+    assert duals.multipliers[1].flatten().tolist() == [0.0, 0.0]
 
 
 def test_relu_lagrangian_multipliers_only_grow():
     term = InequalityConstraintLoss(function="size", mode="relu_lagrangian", multiplier_init=1.0)
+    duals = _with_duals(term)
     logits = torch.zeros(2, 2, 4, 4)
     z, ids = term.constraint_values(logits, _batch())
-    term.accumulate_duals(z, ids)
-    term.dual_step(0.5)
-    assert term.multipliers.flatten().tolist() == [1.0, 1.0, 1.0, 1.0 + 0.5 * 3]
+    duals.accumulate(z, ids)
+    duals.step(0.5)
+    assert duals.multipliers.flatten().tolist() == [1.0, 1.0, 1.0, 1.0 + 0.5 * 3]
     # value λ·max(0, z): only the violated upper bound of item 1 costs
     assert term(logits, _batch()).item() == pytest.approx(2.5 * 3 / 2)
-    term.accumulate_duals(-z.abs() - 1, ids)
-    term.dual_step(10.0)
-    assert term.multipliers.flatten().tolist() == [1.0, 1.0, 1.0, 2.5]
+    duals.accumulate(-z.abs() - 1, ids)
+    duals.step(10.0)
+    assert duals.multipliers.flatten().tolist() == [1.0, 1.0, 1.0, 2.5]
 
 
 def test_lagrangian_gradient_is_multiplier_times_constraint_gradient():
     term = InequalityConstraintLoss(function="size", mode="lagrangian", reduction="sum")
+    duals = _with_duals(term)
     logits = torch.zeros(2, 2, 4, 4)
     z, ids = term.constraint_values(logits, _batch())
-    term.accumulate_duals(z, ids)
-    term.dual_step(0.5)  # λ = 1.5 on item 1's upper bound only
+    duals.accumulate(z, ids)
+    duals.step(0.5)  # λ = 1.5 on item 1's upper bound only
     logits.requires_grad_(True)
     term(logits, _batch()).backward()
     # d(1.5 (V - 5))/dl1 = 1.5 · 1/4 on item 1, zero on item 0
@@ -70,21 +79,23 @@ def test_lagrangian_gradient_is_multiplier_times_constraint_gradient():
 
 def test_multipliers_follow_items_not_batch_positions():
     term = InequalityConstraintLoss(function="size", mode="lagrangian", reduction="none")
+    duals = _with_duals(term)
     logits = torch.zeros(2, 2, 4, 4)
     z, ids = term.constraint_values(logits, _batch())
-    term.accumulate_duals(z, ids)
-    term.dual_step(1.0)
+    duals.accumulate(z, ids)
+    duals.step(1.0)
     swapped = _batch(slices=(1, 0), upper=(5.0, 12.0))  # the same two items, in the other order
     assert term(logits, swapped).tolist() == pytest.approx([3.0 * 3, 0.0])
     unseen = _batch(volumes=(4, 4), slices=(0, 1))
     assert term(logits, unseen).tolist() == [0.0, 0.0]  # multiplier_init
     # per volume: one item per volume_index
     per_volume = InequalityConstraintLoss(function="size", mode="lagrangian", per="volume")
+    volume_duals = _with_duals(per_volume)
     z, ids = per_volume.constraint_values(logits, _batch(upper=(20.0, 20.0)))
     assert z.shape == (1, 1, 1, 2) and ids[0, 0, 0].tolist() == [0, 1]
-    per_volume.accumulate_duals(z, ids)
-    per_volume.dual_step(1.0)
-    assert per_volume.multipliers.flatten().tolist() == [0.0, 0.0]  # volume size 16 in [2, 20]
+    volume_duals.accumulate(z, ids)
+    volume_duals.step(1.0)
+    assert volume_duals.multipliers.flatten().tolist() == [0.0, 0.0]  # volume size 16 in [2, 20]
 
 
 @pytest.mark.parametrize("mode", ["lagrangian", "relu_lagrangian"])
@@ -101,17 +112,20 @@ def test_large_multipliers_stay_finite(mode):
 
 def test_dual_errors():
     term = InequalityConstraintLoss(function="size", mode="lagrangian")
+    duals = _with_duals(term)
     z, ids = term.constraint_values(torch.zeros(2, 2, 4, 4), _batch())
     with pytest.raises(ValueError, match=r"z and ids must both have shape \(G, C', M, 2\)"):
-        term.accumulate_duals(z.flatten(), ids.flatten())
-    term.accumulate_duals(z, ids)
+        duals.accumulate(z.flatten(), ids.flatten())
+    duals.accumulate(z, ids)
     with pytest.raises(ValueError, match=r"constraint layout \(C', M, 2\) changed from \(1, 1, 2\) to \(2, 1, 2\)"):
-        term.accumulate_duals(torch.zeros(1, 2, 1, 2), torch.zeros(1, 2, 1, 2, dtype=torch.long))
+        duals.accumulate(torch.zeros(1, 2, 1, 2), torch.zeros(1, 2, 1, 2, dtype=torch.long))
     with pytest.raises(ValueError, match="step must be positive, got 0"):
-        term.dual_step(0.0)
+        duals.step(0.0)
     penalty = InequalityConstraintLoss(function="size", mode="penalty")
-    with pytest.raises(ValueError, match="accumulate_duals needs a Lagrangian mode"):
-        penalty.accumulate_duals(z, ids)
+    with pytest.raises(ValueError, match=r"mode must be one of \('lagrangian', 'relu_lagrangian'\), got 'penalty'"):
+        DualVariables(penalty.mode)
+    with pytest.raises(ValueError, match="init must be non-negative"):
+        DualVariables("lagrangian", init=-1.0)
     with pytest.raises(ValueError, match="no Lagrangian loss term"):
         DualAscentHandler(CompositeLoss({"size": penalty}))
     with pytest.raises(ValueError, match="multiplier_init must be non-negative"):
@@ -141,6 +155,8 @@ def test_handler_steps_once_per_epoch_and_checkpoints_multipliers():
     loss = CompositeLoss({"pce": PartialCrossEntropyLoss(), "size": {"loss": term, "weight": 1e-2}})
     handler = DualAscentHandler(loss, step=0.5)
     assert handler.terms == [term]
+    (duals,) = handler.duals
+    assert term.dual_variables is duals  # the term reads the handler's table
     full = _batch()
     full["scribble"] = torch.full((2, 1, 4, 4), -1)
     full["scribble"][:, 0, 0, 0] = 1
@@ -148,19 +164,19 @@ def test_handler_steps_once_per_epoch_and_checkpoints_multipliers():
     engine, data = _engine(loss, torch.zeros(2, 2, 4, 4)[:1], halves)
     handler.attach(engine)
     engine.run(data, max_epochs=1)
-    assert term.multipliers.flatten().tolist() == [0.0, 0.0, 0.0, 1.5]  # one step, as by hand
+    assert duals.multipliers.flatten().tolist() == [0.0, 0.0, 0.0, 1.5]  # one step, as by hand
     engine.run(data, max_epochs=3)  # two more epochs on the same values
-    assert term.multipliers.flatten().tolist() == [0.0, 0.0, 0.0, 4.5]
+    assert duals.multipliers.flatten().tolist() == [0.0, 0.0, 0.0, 4.5]
     state = handler.state_dict()
     fresh_term = InequalityConstraintLoss(function="size", mode="lagrangian")
     fresh = DualAscentHandler(fresh_term, step=1.0)
     fresh.load_state_dict(state)
-    assert fresh.step == 0.5 and torch.equal(fresh_term.multipliers, term.multipliers)
-    assert torch.equal(fresh_term.dual_keys, term.dual_keys)
-    # the module's own state_dict carries them too (buffers resized on load)
-    other = InequalityConstraintLoss(function="size", mode="lagrangian")
-    other.load_state_dict(term.state_dict())
-    assert torch.equal(other.multipliers, term.multipliers)
+    assert fresh.step == 0.5 and torch.equal(fresh.duals[0].multipliers, duals.multipliers)
+    assert torch.equal(fresh.duals[0].keys, duals.keys)
+    logits = torch.zeros(2, 2, 4, 4)
+    assert torch.equal(fresh_term(logits, full), term(logits, full))  # the resumed term reads the same multipliers
+    # the loss module holds none of it
+    assert not any("dual" in k or "multiplier" in k for k in term.state_dict())
     handler.detach()
 
 
@@ -187,7 +203,7 @@ def test_hook_reuses_the_values_of_the_forward(mode, per, monkeypatch):
     assert not seen[0][0].requires_grad
     with torch.no_grad():  # evaluation: nothing recorded, nothing kept
         term(logits, batch)
-    assert len(seen) == 1 and term.recorded_values() is None
+    assert len(seen) == 1
     handle.remove()
 
 

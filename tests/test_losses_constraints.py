@@ -3,7 +3,7 @@ import math
 import pytest
 import torch
 
-from wss_monai.losses import SizeConstraintLoss, log_barrier_extension, quadratic_penalty
+from wss_monai.losses import InequalityConstraintLoss, log_barrier_extension, quadratic_penalty
 
 
 def test_log_barrier_hand_values_and_continuity():
@@ -48,9 +48,9 @@ def _uniform_batch(num_images=1, classes=2, size=4):
 
 def test_penalty_hand_value():
     bounds = torch.tensor([[[0.0, 16.0], [10.0, 12.0]]])  # class 1 soft size 8 < 10
-    loss = SizeConstraintLoss(mode="penalty")(_uniform_batch(), {"bounds": bounds})
+    loss = InequalityConstraintLoss(mode="penalty")(_uniform_batch(), {"bounds": bounds})
     assert loss.item() == pytest.approx(4.0)
-    normalised = SizeConstraintLoss(mode="penalty", normalize=True)(_uniform_batch(), {"bounds": bounds})
+    normalised = InequalityConstraintLoss(mode="penalty", normalize=True)(_uniform_batch(), {"bounds": bounds})
     assert normalised.item() == pytest.approx(4.0 / 16)
 
 
@@ -58,16 +58,16 @@ def test_log_barrier_hand_value():
     bounds = torch.tensor([[[0.0, 16.0], [10.0, 12.0]]])
     t = 5.0
     expected = (t * 2 - math.log(1 / t**2) / t + 1 / t) + (-math.log(4.0) / t)
-    loss = SizeConstraintLoss(mode="log_barrier", t=t)(_uniform_batch(), {"bounds": bounds})
+    loss = InequalityConstraintLoss(mode="log_barrier", t=t)(_uniform_batch(), {"bounds": bounds})
     assert loss.item() == pytest.approx(expected, rel=1e-6)
 
 
 def test_absent_class_is_an_equality_and_satisfied_bounds_cost_nothing():
     logits = torch.zeros(1, 2, 4, 4)
     logits[:, 0] = 20.0  # class 1 nearly empty
-    loss = SizeConstraintLoss(mode="penalty")(logits, {"bounds": torch.tensor([[[0.0, 16.0], [0.0, 0.0]]])})
+    loss = InequalityConstraintLoss(mode="penalty")(logits, {"bounds": torch.tensor([[[0.0, 16.0], [0.0, 0.0]]])})
     assert loss.item() == pytest.approx(0.0, abs=1e-10)
-    satisfied = SizeConstraintLoss(mode="penalty")(
+    satisfied = InequalityConstraintLoss(mode="penalty")(
         _uniform_batch(), {"bounds": torch.tensor([[[0.0, 16.0], [5.0, 9.0]]])}
     )
     assert satisfied.item() == 0.0
@@ -75,7 +75,9 @@ def test_absent_class_is_an_equality_and_satisfied_bounds_cost_nothing():
 
 def test_gradient_pushes_the_size_towards_the_bounds():
     logits = torch.zeros(1, 2, 4, 4, requires_grad=True)
-    SizeConstraintLoss(mode="log_barrier")(logits, {"bounds": torch.tensor([[[0.0, 16.0], [12.0, 14.0]]])}).backward()
+    InequalityConstraintLoss(mode="log_barrier")(
+        logits, {"bounds": torch.tensor([[[0.0, 16.0], [12.0, 14.0]]])}
+    ).backward()
     # class 1 too small: gradient descent must raise its logits
     assert (logits.grad[:, 1] < 0).all() and (logits.grad[:, 0] > 0).all()
 
@@ -86,7 +88,7 @@ def test_gradcheck_2d_and_3d(mode):
         logits = torch.randn(*shape, dtype=torch.float64, requires_grad=True)
         num = shape[0]
         bounds = torch.tensor([[0.0, 100.0], [2.0, 3.0], [0.0, 0.5]], dtype=torch.float64).expand(num, 3, 2)
-        loss = SizeConstraintLoss(mode=mode, t=3.0)
+        loss = InequalityConstraintLoss(mode=mode, t=3.0)
         assert torch.autograd.gradcheck(lambda x, loss=loss, bounds=bounds: loss(x, {"bounds": bounds}), (logits,))
 
 
@@ -95,17 +97,19 @@ def test_volume_mode_sums_the_slices_of_each_volume():
     bounds = torch.tensor([[0.0, 32.0], [20.0, 30.0]]).expand(3, 2, 2).clone()
     bounds[2, 1] = torch.tensor([10.0, 12.0])
     batch = {"bounds": bounds, "volume_index": torch.tensor([7, 7, 3])}
-    per_volume = SizeConstraintLoss(mode="penalty", per="volume", reduction="none")(logits, batch)
+    per_volume = InequalityConstraintLoss(mode="penalty", per="volume", reduction="none")(logits, batch)
     # volume 3 (one slice, size 8 < 10) then volume 7 (two slices, size 16 < 20), in index order
     assert per_volume.tolist() == pytest.approx([4.0, 16.0])
-    per_image = SizeConstraintLoss(mode="penalty", reduction="none")(logits, batch)
+    per_image = InequalityConstraintLoss(mode="penalty", reduction="none")(logits, batch)
     assert per_image.tolist() == pytest.approx([144.0, 144.0, 4.0])
 
 
 def test_volume_mode_rejects_inconsistent_bounds():
     bounds = torch.tensor([[[0.0, 32.0], [20.0, 30.0]], [[0.0, 32.0], [1.0, 30.0]]])
     with pytest.raises(ValueError, match="slices of one volume"):
-        SizeConstraintLoss(per="volume")(_uniform_batch(2), {"bounds": bounds, "volume_index": torch.tensor([0, 0])})
+        InequalityConstraintLoss(per="volume")(
+            _uniform_batch(2), {"bounds": bounds, "volume_index": torch.tensor([0, 0])}
+        )
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float16])
@@ -114,9 +118,10 @@ def test_many_constraints_at_extreme_t(dtype):
     logits = (torch.randn(256, 4, 16, 16) * 10).to(dtype).requires_grad_()
     lower = torch.rand(256, 4) * 100
     bounds = torch.stack([lower, lower + torch.rand(256, 4) * 100], -1)
-    loss = SizeConstraintLoss(mode="log_barrier", t=1e9, classes=[0, 1, 2, 3])
-    z, _ = loss.constraint_values(logits, {"bounds": bounds})
-    assert z.shape == (256, 4, 2)  # 2048 constraints, one tensor
+    loss = InequalityConstraintLoss(mode="log_barrier", t=1e9, classes=[0, 1, 2, 3])
+    items = {"volume_index": torch.zeros(256, dtype=torch.long), "slice_index": torch.arange(256)}
+    z, _ = loss.constraint_values(logits, {"bounds": bounds, **items})
+    assert z.shape == (256, 4, 1, 2)  # 2048 constraints, one tensor
     value = loss(logits, {"bounds": bounds})
     assert value.dtype == torch.float32 and torch.isfinite(value)
     if dtype == torch.float32:  # fp16 gradients of 1e9 overflow by design; GradScaler skips such steps
@@ -126,15 +131,17 @@ def test_many_constraints_at_extreme_t(dtype):
 
 def test_bad_bounds_and_options_raise():
     logits = _uniform_batch()
-    with pytest.raises(ValueError, match=r"must have shape \(B, C, 2\) = \(1, 2, 2\), got \(1, 2\)"):
-        SizeConstraintLoss()(logits, {"bounds": torch.zeros(1, 2)})
+    with pytest.raises(
+        ValueError, match=r"must have shape \(B, C or C', M, 2\) .* \(or \(B, C or C', 2\)\), got \(1, 2\)"
+    ):
+        InequalityConstraintLoss()(logits, {"bounds": torch.zeros(1, 2)})
     with pytest.raises(ValueError, match="lower bounds above upper bounds"):
-        SizeConstraintLoss()(logits, {"bounds": torch.tensor([[[0.0, 1.0], [5.0, 2.0]]])})
+        InequalityConstraintLoss()(logits, {"bounds": torch.tensor([[[0.0, 1.0], [5.0, 2.0]]])})
     with pytest.raises(ValueError, match="NaN or inf"):
-        SizeConstraintLoss()(logits, {"bounds": torch.tensor([[[0.0, 1.0], [float("nan"), 2.0]]])})
+        InequalityConstraintLoss()(logits, {"bounds": torch.tensor([[[0.0, 1.0], [float("nan"), 2.0]]])})
     with pytest.raises(ValueError, match=r"classes \[5\] out of range"):
-        SizeConstraintLoss(classes=[5])(logits, {"bounds": torch.zeros(1, 2, 2)})
+        InequalityConstraintLoss(classes=[5])(logits, {"bounds": torch.zeros(1, 2, 2)})
     with pytest.raises(ValueError, match="mode must be one of"):
-        SizeConstraintLoss(mode="barrier")
+        InequalityConstraintLoss(mode="barrier")
     with pytest.raises(KeyError, match="'volume_index'"):
-        SizeConstraintLoss(per="volume")(logits, {"bounds": torch.zeros(1, 2, 2)})
+        InequalityConstraintLoss(per="volume")(logits, {"bounds": torch.zeros(1, 2, 2)})

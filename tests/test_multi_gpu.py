@@ -28,7 +28,8 @@ from wss_monai.utils.bundle_runs import torchrun_command
 
 TRAIN = bundle_configs("acdc")
 INFER = bundle_configs("acdc", kind="inference")
-LAGRANGIAN = ROOT / "configs/supervision/size_individual_lagrangian.yaml"
+SIZE = ROOT / "configs/supervision/size.yaml"
+LAGRANGIAN = {"size_bounds": "individual", "constraint_handling": "lagrangian"}
 
 BATCH = 4
 BASE = {**SMALL, "train#flips": "[]"}  # no random flips: both runs see the same pixels
@@ -56,8 +57,8 @@ def runs(tmp_path_factory):
         "one": (1, bundle_configs("acdc", kind="multi_gpu_train"), {**COMPARED, "batch_size": 2 * BATCH}),
         "lagrangian": (
             2,
-            bundle_configs("acdc", LAGRANGIAN, out / "rank_state.yaml", kind="multi_gpu_train"),
-            {"batch_size": BATCH},
+            bundle_configs("acdc", SIZE, out / "rank_state.yaml", kind="multi_gpu_train"),
+            {**LAGRANGIAN, "batch_size": BATCH},
         ),
     }
     processes = {}

@@ -9,7 +9,7 @@ from torch.utils.data import DataLoader
 
 from wss_monai.engines import WeakSupervisionTrainer
 from wss_monai.handlers import LogBarrierScheduler, LossTermsLogger
-from wss_monai.losses import CompositeLoss, PartialCrossEntropyLoss, SizeConstraintLoss
+from wss_monai.losses import CompositeLoss, InequalityConstraintLoss, PartialCrossEntropyLoss
 
 
 def _batches(n=8):
@@ -43,7 +43,7 @@ def test_composite_loss_reports_each_term_and_weights_the_total():
     logits = torch.zeros(1, 2, 4, 4)
     batch = {"scribble": torch.tensor([[[[0, 1, -1, -1]] * 4]]), "bounds": torch.tensor([[[0.0, 16.0], [10.0, 12.0]]])}
     loss = CompositeLoss(
-        {"pce": PartialCrossEntropyLoss(), "size": {"loss": SizeConstraintLoss(mode="penalty"), "weight": 0.5}}
+        {"pce": PartialCrossEntropyLoss(), "size": {"loss": InequalityConstraintLoss(mode="penalty"), "weight": 0.5}}
     )
     out = loss(logits, batch)
     assert out["size"].item() == pytest.approx(4.0)
@@ -56,7 +56,7 @@ def test_composite_loss_reports_each_term_and_weights_the_total():
 
 def test_trainer_hands_the_batch_to_the_loss_and_keeps_monai_events(caplog):
     loss = CompositeLoss(
-        {"pce": PartialCrossEntropyLoss(), "size": {"loss": SizeConstraintLoss(mode="penalty"), "weight": 1e-2}}
+        {"pce": PartialCrossEntropyLoss(), "size": {"loss": InequalityConstraintLoss(mode="penalty"), "weight": 1e-2}}
     )
     logger = LossTermsLogger()
     trainer = _trainer(loss, epochs=4, handlers=[logger])
@@ -94,7 +94,7 @@ def test_non_finite_loss_stops_training_with_a_clear_error():
 
 
 def test_log_barrier_schedule_and_checkpoint_resume(tmp_path):
-    size = SizeConstraintLoss(mode="log_barrier")
+    size = InequalityConstraintLoss(mode="log_barrier")
     loss = CompositeLoss({"pce": PartialCrossEntropyLoss(), "size": {"loss": size, "weight": 1e-2}})
     scheduler = LogBarrierScheduler(loss, t0=5.0, mu=1.1)
     assert size.t == 5.0
@@ -106,7 +106,7 @@ def test_log_barrier_schedule_and_checkpoint_resume(tmp_path):
     trainer.run()
     assert size.t == pytest.approx(5.0 * 1.1**3)
     # a new run restores t from the checkpoint
-    size2 = SizeConstraintLoss(mode="log_barrier")
+    size2 = InequalityConstraintLoss(mode="log_barrier")
     scheduler2 = LogBarrierScheduler(size2, t0=5.0)
     state = torch.load(saver.last_checkpoint, weights_only=False)
     Checkpoint.load_objects({"log_barrier": scheduler2}, state)
@@ -114,7 +114,7 @@ def test_log_barrier_schedule_and_checkpoint_resume(tmp_path):
 
 
 def test_log_barrier_schedule_reaches_1e9_and_stays_finite():
-    size = SizeConstraintLoss(mode="log_barrier")
+    size = InequalityConstraintLoss(mode="log_barrier")
     scheduler = LogBarrierScheduler(size, t0=5.0, mu=1.1)
     engine = type("E", (), {"state": type("S", (), {"epoch": 0})()})()
     for epoch in range(200):
@@ -130,10 +130,10 @@ def test_log_barrier_schedule_reaches_1e9_and_stays_finite():
 
 def test_log_barrier_scheduler_checks_its_arguments():
     with pytest.raises(ValueError, match="no log-barrier loss term"):
-        LogBarrierScheduler(SizeConstraintLoss(mode="penalty"))
+        LogBarrierScheduler(InequalityConstraintLoss(mode="penalty"))
     with pytest.raises(ValueError, match="mu must be at least 1, got 0.5"):
-        LogBarrierScheduler(SizeConstraintLoss(), mu=0.5)
-    capped = LogBarrierScheduler(SizeConstraintLoss(), t0=5.0, mu=10.0, t_max=20.0)
+        LogBarrierScheduler(InequalityConstraintLoss(), mu=0.5)
+    capped = LogBarrierScheduler(InequalityConstraintLoss(), t0=5.0, mu=10.0, t_max=20.0)
     engine = type("E", (), {"state": type("S", (), {"epoch": 1})()})()
     capped(engine)
     capped(engine)

@@ -126,11 +126,17 @@ def test_constrained_composite_joins_constraints_with_disjoint_ids():
     # size ids (item·2 + side)·2, centroid ids (item·4 + axis·2 + side)·2 + 1
     assert ids[1, :2].tolist() == [4, 6] and ids[1, 2:].tolist() == [9, 11, 13, 15]
     # the centroid has weight 0: the total is the size penalty alone, mean over images (0 + 9) / 2
+    seen = []
+    handle = loss.register_value_hook(lambda z, ids: seen.append((z, ids)))
     assert loss(logits, batch)["loss"].item() == pytest.approx(4.5)
-    assert loss.recorded_values() is None  # no gradient: nothing recorded
+    assert not seen  # no gradient: nothing handed over
     loss(logits.requires_grad_(), batch)
-    recorded_z, recorded_ids = loss.recorded_values()  # the values of that forward, without evaluating again
+    ((recorded_z, recorded_ids),) = seen  # the values of that forward, without evaluating again
     assert torch.equal(recorded_z, z) and torch.equal(recorded_ids, ids)
+    assert not hasattr(size, "_recorded")  # the loss itself keeps nothing
+    handle.remove()
+    loss(logits, batch)["loss"].backward()
+    assert len(seen) == 1
 
 
 def test_bad_arguments_raise_clear_errors(tmp_path):

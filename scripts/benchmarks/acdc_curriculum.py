@@ -19,7 +19,7 @@ training slices (read from the NIfTI headers). Finished runs are reused; delete 
         --output_dir runs/bench_curriculum3 --iterations 200 --regressor_epochs 8
 
 Curriculum and oracle use the recipes' weak side (the log-barrier extension on raw LV pixel counts);
-``--size_constraint_mode penalty`` gives the published quadratic penalty instead. Two processes with
+``--constraint_handling penalty`` gives the published quadratic penalty instead. Two processes with
 disjoint ``--n`` may share an output folder; rerunning with all n (finished runs are reused) writes the
 combined table.
 """
@@ -198,7 +198,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--num_validation", type=int, default=20)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(
-        "--size_constraint_mode",
+        "--constraint_handling",
         choices=["log_barrier", "penalty"],
         default=None,
         help="weak side of curriculum and oracle (default: the recipes' default, log_barrier; penalty: published)",
@@ -218,8 +218,8 @@ def main(argv: list[str] | None = None) -> None:
             if method == "curriculum":
                 checkpoint, regressors[n] = train_regressor(n, args)
                 extra["size_regressor_ckpt"] = checkpoint
-            if method in ("curriculum", "oracle") and args.size_constraint_mode is not None:
-                extra["size_constraint_mode"] = args.size_constraint_mode
+            if method in ("curriculum", "oracle") and args.constraint_handling is not None:
+                extra["constraint_handling"] = args.constraint_handling
             if method == "proposals":
                 if not fs_checkpoint.is_file():
                     raise RuntimeError(f"proposals for n={n} need the fs run first ({fs_checkpoint})")

@@ -8,6 +8,10 @@ ratio to full supervision (all recipes run one after another in this one invocat
 
     python scripts/benchmarks/acdc_recipes.py --dataset_dir ../shared/data/acdc \
         --num_validation 20 --max_epochs 20 --output_dir runs/bench_acdc
+
+A recipe is named by its run folder: the stem of a file of configs/supervision/, or a variant of
+``size.yaml`` from :data:`SIZE_VARIANTS` (e.g. ``size_common_penalty``: ``--size_bounds common
+--constraint_handling penalty``), whose folder names are those the docs' tables were measured in.
 """
 
 from __future__ import annotations
@@ -34,6 +38,21 @@ DEFAULT_RECIPES = [
     "size_individual_penalty",
     "size_individual_log_barrier",
 ]
+SIZE_VARIANTS = {
+    "tags_penalty": ("tags", "penalty", 2),
+    "tags_log_barrier": ("tags", "log_barrier", 2),
+    "tags_3d_log_barrier": ("tags", "log_barrier", 3),
+    "size_common_penalty": ("common", "penalty", 2),
+    "size_common_log_barrier": ("common", "log_barrier", 2),
+    "size_common_3d_log_barrier": ("common", "log_barrier", 3),
+    "size_individual_penalty": ("individual", "penalty", 2),
+    "size_individual_log_barrier": ("individual", "log_barrier", 2),
+    "size_individual_3d_log_barrier": ("individual", "log_barrier", 3),
+    "size_individual_lagrangian": ("individual", "lagrangian", 2),
+    "size_individual_relu_lagrangian": ("individual", "relu_lagrangian", 2),
+    "size_centroid_log_barrier": ("centroid", "log_barrier", 2),
+}
+"""Run name → (size_bounds, constraint_handling, constraint_dims) of configs/supervision/size.yaml."""
 CLASSES = ("rv", "myo", "lv")
 logger = logging.getLogger("benchmark.acdc")
 
@@ -56,13 +75,29 @@ def recipe_parser(
     return parser
 
 
+def recipe_configs(recipe: str) -> tuple[Path, dict]:
+    """The recipe file of a run name and its parameters: size.yaml for :data:`SIZE_VARIANTS`, else ``<recipe>.yaml``."""
+    if recipe in SIZE_VARIANTS:
+        size_bounds, handling, dims = SIZE_VARIANTS[recipe]
+        parameters = {"size_bounds": size_bounds, "constraint_handling": handling, "constraint_dims": dims}
+        return ROOT / "configs/supervision/size.yaml", parameters
+    path = ROOT / "configs/supervision" / f"{recipe}.yaml"
+    if not path.is_file():
+        raise ValueError(
+            f"recipe must be a file stem of configs/supervision/ or one of {sorted(SIZE_VARIANTS)}, got {recipe!r}"
+        )
+    return path, {}
+
+
 def run_recipe(recipe: str, args: argparse.Namespace) -> dict:
+    recipe_file, parameters = recipe_configs(recipe)
     out = Path(args.output_dir).resolve() / recipe
     out.mkdir(parents=True, exist_ok=True)
     overlays = [ROOT / "configs/profiles" / f"{args.profile}.yaml"] if args.profile else []
-    overlays.append(ROOT / "configs/supervision" / f"{recipe}.yaml")
+    overlays.append(recipe_file)
     configs = bundle_configs("acdc", *overlays)
     common = {
+        **parameters,
         "dataset_dir": Path(args.dataset_dir).resolve(),
         "output_dir": out,
         "seed": args.seed,

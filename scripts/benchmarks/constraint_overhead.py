@@ -10,7 +10,7 @@ of each is reported with its ratio to pCE alone, the median over rounds of the r
 Constraint count: ``function="fractional"`` on ``M`` fixed maps ``f_m`` (e.g. intensity bands or
 spatial weightings), ``Σ_p f_m(p) S_k(p) / Σ_p S_k(p)`` for every class k (background included), a
 lower and an upper bound each: ``B · C · M · 2 = 16 · 4 · 80 · 2 = 10,240`` constraints per batch with the
-default ``--maps 80``. The Lagrangian variants also run what training runs with them: the forward hook
+default ``--maps 80``. The Lagrangian variants also run what training runs with them: the value hook
 of :class:`wss_monai.handlers.DualAscentHandler` that records the constraint values of every batch
 (those the loss's forward computed, accumulated per constraint id); their multipliers start non-zero.
 
@@ -26,9 +26,9 @@ from pathlib import Path
 
 import torch
 
-from wss_monai.handlers import hook_constraint_values
-from wss_monai.losses import CompositeLoss, InequalityConstraintLoss, PartialCrossEntropyLoss
-from wss_monai.losses.inequality import INEQUALITY_MODES, fractional_moment
+from wss_monai.handlers import DualVariables, hook_constraint_values
+from wss_monai.losses import CONSTRAINT_MODES, CompositeLoss, InequalityConstraintLoss, PartialCrossEntropyLoss
+from wss_monai.losses.inequality import fractional_moment
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _timing import (  # noqa: E402
@@ -59,7 +59,7 @@ def make_batch(batch_size: int, size: int, num_classes: int, maps: torch.Tensor,
 def variants(num_classes: int, maps: torch.Tensor, batch: dict) -> tuple[dict[str, torch.nn.Module], list]:
     losses = {"pCE": CompositeLoss({"pce": PartialCrossEntropyLoss()})}
     hooks = []
-    for mode in INEQUALITY_MODES:
+    for mode in CONSTRAINT_MODES:
         term = InequalityConstraintLoss(
             function="fractional", mode=mode, classes=list(range(num_classes)), weight_map=maps
         )
@@ -69,9 +69,11 @@ def variants(num_classes: int, maps: torch.Tensor, batch: dict) -> tuple[dict[st
                 z, ids = term.constraint_values(
                     torch.randn(batch["image"].shape[0], num_classes, *maps.shape[1:]), batch
                 )
-            term.accumulate_duals(z.abs() + 1, ids)
-            term.dual_step(0.1)
-            hooks.append(hook_constraint_values(term, term.accumulate_duals))
+            duals = DualVariables(mode)
+            term.dual_variables = duals
+            duals.accumulate(z.abs() + 1, ids)
+            duals.step(0.1)
+            hooks.append(hook_constraint_values(term, duals.accumulate))
         losses[f"pCE + {mode}"] = CompositeLoss({"pce": PartialCrossEntropyLoss(), "c": {"loss": term, "weight": 1e-3}})
     return losses, hooks
 

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import torch
 
-from wss_monai.losses import CompositeLoss, PartialCrossEntropyLoss, SizeConstraintLoss
+from wss_monai.losses import CompositeLoss, InequalityConstraintLoss, PartialCrossEntropyLoss
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _timing import loss_only_medians, random_scribbles, reference_network, time_variants  # noqa: E402
@@ -39,7 +39,7 @@ def variants(num_classes: int) -> dict[str, torch.nn.Module]:
         return CompositeLoss(
             {
                 "pce": PartialCrossEntropyLoss(),
-                "size": {"loss": SizeConstraintLoss(classes=every, **kw), "weight": 1e-2},
+                "size": {"loss": InequalityConstraintLoss(classes=every, **kw), "weight": 1e-2},
             }
         )
 

@@ -1,6 +1,7 @@
 """Bundle runs as MONAI bundles: a run records the config it ran with, inference and export read it back."""
 
 from wss_monai.bundle.config_files import ENGINE_FRAGMENTS, KINDS, bundle_configs
+from wss_monai.bundle.recipes import CONSTRAINT_DIMS, SIZE_BOUNDS, SizeRecipe, choose, size_recipe
 from wss_monai.bundle.record import (
     BEST_CHECKPOINT,
     FINAL_CHECKPOINT,
@@ -14,14 +15,19 @@ from wss_monai.bundle.trained_run import TrainedRun
 
 __all__ = [
     "BEST_CHECKPOINT",
+    "CONSTRAINT_DIMS",
     "ENGINE_FRAGMENTS",
     "FINAL_CHECKPOINT",
     "KINDS",
     "RUN_CONFIG",
     "RUN_METADATA",
+    "SIZE_BOUNDS",
+    "SizeRecipe",
     "TrainedRun",
     "bundle_configs",
+    "choose",
     "find_running_parser",
     "record_run_config",
+    "size_recipe",
     "write_json_atomic",
 ]

@@ -96,6 +96,18 @@ CONSTRAINT_TERMS = {"size": ("size_bounds", "size"), "centroid": ("centroid_boun
 PROPOSAL_KEY = "proposal_bounds"
 
 
+class _Handles:
+    """Several hook handles removed together."""
+
+    def __init__(self, handles: Sequence) -> None:
+        self.handles = list(handles)
+
+    def remove(self) -> None:
+        for handle in self.handles:
+            handle.remove()
+        self.handles = []
+
+
 class ConstrainedCompositeLoss(CompositeLoss):
     """A :class:`wss_monai.losses.CompositeLoss` whose watched terms' constraints are seen as one set.
 
@@ -130,10 +142,26 @@ class ConstrainedCompositeLoss(CompositeLoss):
         """``(z, ids)`` of every watched constraint, both ``(G, K)``; ``z ≤ 0`` where a constraint holds."""
         return self._join([self.terms[name].constraint_values(logits, batch) for name in self.watch])
 
-    def recorded_values(self) -> tuple[torch.Tensor, torch.Tensor] | None:
-        """The watched terms' values of the last training forward (every term runs in each forward), joined."""
-        pairs = [self.terms[name].recorded_values() for name in self.watch]
-        return None if any(pair is None for pair in pairs) else self._join(pairs)
+    def register_value_hook(self, callback) -> _Handles:
+        """Calls ``callback(z, ids)`` with the joined values of the watched terms after each training forward.
+
+        Every watched term hands over the values its own forward computed (its value hook); once the
+        whole loss has run, the values of that forward are joined and passed on. Returns one handle
+        that removes every hook.
+        """
+        latest: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
+
+        def keep(name):
+            return lambda z, ids: latest.__setitem__(name, (z, ids))
+
+        def join(module, args, output):
+            if len(latest) == len(self.watch):
+                pairs = [latest[name] for name in self.watch]
+                latest.clear()
+                callback(*self._join(pairs))
+
+        handles = [self.terms[name].register_value_hook(keep(name)) for name in self.watch]
+        return _Handles([*handles, self.register_forward_hook(join)])
 
 
 def _constraint_terms(mode: str, weights: Mapping[str, float], t0: float, multiplier_init: float) -> dict:
@@ -287,7 +315,7 @@ class EpochRecorder:
         stats = self.monitor.history[-1]
         multipliers = math.nan
         if self.duals is not None:
-            lam = torch.cat([term.multipliers.flatten() for term in self.duals.terms])
+            lam = torch.cat([duals.multipliers.flatten() for duals in self.duals.duals])
             multipliers = float(lam.mean()) if lam.numel() else 0.0
         row = {
             "epoch": int(engine.state.epoch),

@@ -2,7 +2,7 @@ from wss_monai.handlers.boundary_schedule import BOUNDARY_SCHEDULE_MODES, Bounda
 from wss_monai.handlers.case_metrics import CaseMetricsWriter, PerCaseMetricsWriter, summarise_rows
 from wss_monai.handlers.constraint_monitor import ConstraintMonitor
 from wss_monai.handlers.epoch_loss import EpochLossHistory
-from wss_monai.handlers.lagrangian import DualAscentHandler, hook_constraint_values
+from wss_monai.handlers.lagrangian import DualAscentHandler, DualVariables, hook_constraint_values
 from wss_monai.handlers.lesion_case_metrics import LESION_COLUMNS, LesionMetricsWriter
 from wss_monai.handlers.log_barrier import LogBarrierScheduler
 from wss_monai.handlers.loss_terms import LossTermsLogger
@@ -21,6 +21,7 @@ __all__ = [
     "ConstraintMonitor",
     "DualAscentHandler",
     "EpochLossHistory",
+    "DualVariables",
     "IterationTimer",
     "LESION_COLUMNS",
     "LesionMetricsWriter",

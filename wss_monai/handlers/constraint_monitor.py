@@ -22,9 +22,10 @@ class ConstraintMonitor:
 
     The term must have ``constraint_values(logits, batch) -> (z, ids)`` with integer ids of ``z``'s
     shape that identify each constraint across epochs
-    (:class:`wss_monai.losses.inequality.InequalityConstraintLoss`). A forward hook records them on
-    every training forward (detached, under ``no_grad``; see
+    (:class:`wss_monai.losses.inequality.InequalityConstraintLoss`). A hook records them on every
+    training forward (the values that forward computed, detached; see
     :func:`wss_monai.handlers.lagrangian.hook_constraint_values`), or call :meth:`record` directly.
+    The recorded values and the history live here, not in the loss term.
     A constraint evaluated several times in an epoch counts with its last value.
 
     At ``EPOCH_COMPLETED``:

@@ -21,7 +21,7 @@ class LogBarrierScheduler:
     schedule where it stopped.
 
     Args:
-        losses: the loss terms carrying a ``t`` attribute (e.g. ``SizeConstraintLoss(mode="log_barrier")``);
+        losses: the loss terms carrying a ``t`` attribute (e.g. ``InequalityConstraintLoss(mode="log_barrier")``);
             terms in another mode are left alone.
         t0: initial t, written to every term on attach.
         mu: multiplicative step (> 1).

@@ -6,7 +6,7 @@ from wss_monai.losses.boundary import BoundaryLoss
 from wss_monai.losses.composite import CompositeLoss, TargetLoss
 from wss_monai.losses.constraints import (
     CONSTRAINT_MODES,
-    SizeConstraintLoss,
+    LAGRANGIAN_MODES,
     log_barrier_extension,
     quadratic_penalty,
 )
@@ -61,9 +61,9 @@ __all__ = [
     "soft_size",
     "supervision_mask",
     "CONSTRAINT_MODES",
+    "LAGRANGIAN_MODES",
     "CompositeLoss",
     "PartialCrossEntropyLoss",
-    "SizeConstraintLoss",
     "SupervisionSwitchLoss",
     "TargetLoss",
     "WeakLoss",

@@ -28,12 +28,21 @@ class TargetLoss(WeakLoss):
         return self.loss(logits, target)
 
 
+def _disabled(spec) -> bool:
+    """Whether a term of :class:`CompositeLoss` is a disabled config component (its module left out)."""
+    if isinstance(spec, Mapping):
+        return spec.get("loss") is None and set(spec) <= {"loss", "weight"}
+    return spec is None
+
+
 class CompositeLoss(nn.Module):
     """``L = Σ_i w_i L_i(logits, batch)`` over named terms, returning every term next to the total.
 
     Args:
         terms: name → loss term, or name → ``{"loss": term, "weight": w}``. A term is any module
-            called as ``term(logits, batch)`` and returning a scalar.
+            called as ``term(logits, batch)`` and returning a scalar. A term whose module is a
+            config component with ``_disabled_: true`` (e.g. a variant a recipe did not choose) is
+            left out: given as ``None``, or as a mapping with ``"loss": None`` or a weight alone.
 
     Returns:
         A dict with ``"loss"`` (the weighted total, differentiable) and each term's unweighted value
@@ -52,6 +61,7 @@ class CompositeLoss(nn.Module):
 
     def __init__(self, terms: Mapping[str, nn.Module | Mapping]) -> None:
         super().__init__()
+        terms = {name: spec for name, spec in terms.items() if not _disabled(spec)}
         if not terms:
             raise ValueError("terms must name at least one loss term")
         self.terms = nn.ModuleDict()

@@ -14,7 +14,11 @@ numerators and denominators over the slices before dividing (``per="volume"``).
 
 :class:`InequalityConstraintLoss` turns the two sides into constraints ``z ≤ 0``
 (``z = [lower - f, f - upper]``, ``(G, C', M, 2)``), all computed at once, and handles them by a
-quadratic penalty, the log-barrier extension, a standard Lagrangian or a ReLU Lagrangian.
+quadratic penalty, the log-barrier extension, a standard Lagrangian or a ReLU Lagrangian. It is the
+one constraint loss of the project: size bounds are ``function="size"``. It keeps no training state:
+the log-barrier ``t`` is written by :class:`wss_monai.handlers.LogBarrierScheduler`, the multipliers
+are held by :class:`wss_monai.handlers.DualAscentHandler`, and handlers that watch the constraint
+values of each training batch receive them through :meth:`InequalityConstraintLoss.register_value_hook`.
 :class:`LagrangianProposalLoss` is the constrained CNN of Pathak et al. (2015) for size bounds.
 
 References:
@@ -31,16 +35,17 @@ References:
 from __future__ import annotations
 
 import math
+from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 
 import torch
+from torch.utils.hooks import RemovableHandle
 
 from wss_monai.losses.base import WeakLoss, reduce_per_image
-from wss_monai.losses.constraints import log_barrier_extension, quadratic_penalty
+from wss_monai.losses.constraints import CONSTRAINT_MODES, LAGRANGIAN_MODES, log_barrier_extension, quadratic_penalty
 
 __all__ = [
     "CONSTRAINT_FUNCTIONS",
-    "INEQUALITY_MODES",
     "InequalityConstraintLoss",
     "LagrangianProposalLoss",
     "central_moment",
@@ -51,8 +56,6 @@ __all__ = [
 ]
 
 CONSTRAINT_FUNCTIONS = ("size", "centroid", "fractional", "moment")
-INEQUALITY_MODES = ("penalty", "log_barrier", "lagrangian", "relu_lagrangian")
-LAGRANGIAN_MODES = ("lagrangian", "relu_lagrangian")
 
 KEY_RADIX = 2**20
 """Item keys built from several batch keys (e.g. volume and slice index) are ``k0·2²⁰ + k1``; each later key < 2²⁰."""
@@ -292,19 +295,22 @@ class InequalityConstraintLoss(WeakLoss):
     Multipliers belong to dataset items: a constraint is identified by its item key, class, moment
     and side. The item key is ``batch[index_key]`` (an integer per item), or several keys combined
     (the default ``("volume_index", "slice_index")`` gives ``volume·2²⁰ + slice``); with
-    ``per="volume"`` it is ``batch[group_key]``. The multipliers live in the buffers ``dual_keys``
-    ``(N,)`` (sorted) and ``multipliers`` ``(N, C', M, 2)``, grown on demand and saved in the
-    module's ``state_dict``. ``forward`` never changes them: an item not seen yet has the multiplier
-    ``multiplier_init``. The update runs outside ``forward``: :meth:`accumulate_duals` adds the
-    (detached) constraint values of a batch to an epoch accumulator and :meth:`dual_step` applies the
-    step and clears it; :class:`wss_monai.handlers.lagrangian.DualAscentHandler` does both.
+    ``per="volume"`` it is ``batch[group_key]``. The multipliers are not held here: a
+    :class:`wss_monai.handlers.DualAscentHandler` gives the term its table (``dual_variables``, a
+    :class:`wss_monai.handlers.DualVariables`) and updates it once per epoch; ``forward`` only reads
+    it. Without a table (or for a constraint not seen yet) the multiplier is ``multiplier_init``.
+
+    Value hooks: ``register_value_hook(callback)`` calls ``callback(z, ids)`` (detached) after each
+    forward on logits that require a gradient, with the values that forward computed, so handlers
+    that record every training batch (dual ascent, constraint monitor) need not evaluate the
+    constraints a second time. ``forward`` changes no attribute of the module.
 
     Args:
         key: batch key of the bounds, ``(B, C or C', M, 2)`` as ``[lower, upper]``; ``(B, C or C', 2)``
-            when M = 1 (e.g. size bounds shared with :class:`SizeConstraintLoss`). Units: voxels for
+            when M = 1 (e.g. size bounds from :class:`wss_monai.transforms.SizeBoundsd`). Units: voxels for
             the size, voxels (or mm with ``spacing``) for the centroid, the map's unit for ``"fractional"``.
         function: one of :data:`CONSTRAINT_FUNCTIONS`.
-        mode: one of :data:`INEQUALITY_MODES`.
+        mode: one of :data:`wss_monai.losses.CONSTRAINT_MODES`.
         classes: indices of the constrained classes; ``None`` means every class but the background (0).
         per: ``"image"`` or ``"volume"`` (slices sharing ``batch[group_key]`` are one volume: numerators
             and denominators are summed over its slices before dividing).
@@ -317,7 +323,14 @@ class InequalityConstraintLoss(WeakLoss):
         t: initial log-barrier parameter.
         multiplier_init: multiplier of a constraint not updated yet (Lagrangian modes).
         eps: lower clamp of the ratio denominators ``Σ_p S``.
+        normalize: divide each image's (or volume's) summed cost by its number of voxels |Ω| (the
+            original size-penalty code divides by 256²).
         reduction: ``"mean"``/``"sum"`` over images (or volumes), or ``"none"`` (``(G,)``).
+
+    Half precision: the softmax, values and costs are computed in float32 (float64 for float64
+    logits), so the loss stays finite at t = 1e9 with fp16 logits. Its gradient on a violated size
+    constraint is about ``weight · t`` per voxel; past fp16's range (65504) under autocast, the
+    ``GradScaler`` sees the overflow and skips that step, as it does for any overflow.
 
     Shapes:
         logits ``(B, C, H, W[, D])``; bounds ``(B, C or C', M, 2)``; output a scalar or ``(G,)``.
@@ -329,6 +342,9 @@ class InequalityConstraintLoss(WeakLoss):
         >>> loss = InequalityConstraintLoss(function="centroid", mode="penalty")
         >>> loss(logits, {"bounds": bounds}).item()               # (2 - 1.5)^2
         0.25
+        >>> sizes = torch.tensor([[[0.0, 16.0], [10.0, 12.0]]])  # (B, C, 2): soft sizes 8 and 8
+        >>> InequalityConstraintLoss(mode="penalty")(logits, {"bounds": sizes}).item()   # (10 - 8)^2
+        4.0
     """
 
     def __init__(
@@ -347,14 +363,14 @@ class InequalityConstraintLoss(WeakLoss):
         t: float = 5.0,
         multiplier_init: float = 0.0,
         eps: float = 1e-6,
+        normalize: bool = False,
         reduction: str = "mean",
     ) -> None:
         super().__init__(reduction=reduction)
-        self._recorded = None  # (z, ids, batch, num_images) of the last training forward; see recorded_values()
         if function not in CONSTRAINT_FUNCTIONS:
             raise ValueError(f"function must be one of {CONSTRAINT_FUNCTIONS}, got {function!r}")
-        if mode not in INEQUALITY_MODES:
-            raise ValueError(f"mode must be one of {INEQUALITY_MODES}, got {mode!r}")
+        if mode not in CONSTRAINT_MODES:
+            raise ValueError(f"mode must be one of {CONSTRAINT_MODES}, got {mode!r}")
         if per not in ("image", "volume"):
             raise ValueError(f"per must be 'image' or 'volume', got {per!r}")
         if not t > 0 or not math.isfinite(t):
@@ -377,14 +393,13 @@ class InequalityConstraintLoss(WeakLoss):
         self.spacing = None if spacing is None else [float(s) for s in spacing]
         self.classes = None if classes is None else [int(c) for c in classes]
         self.t, self.multiplier_init, self.eps = float(t), float(multiplier_init), float(eps)
+        self.normalize = bool(normalize)
         if weight_map is not None:
             self.register_buffer("weight_map", torch.as_tensor(weight_map, dtype=torch.float32).unsqueeze(0))
         else:
             self.weight_map = None
-        self.register_buffer("dual_keys", torch.zeros(0, dtype=torch.long))
-        self.register_buffer("multipliers", torch.zeros(0, 0, 0, 2))
-        self.register_buffer("_dual_sums", torch.zeros(0, 0, 0, 2), persistent=False)
-        self.register_buffer("_dual_counts", torch.zeros(0, 0, 0, 2), persistent=False)
+        self.dual_variables = None  # set by a DualAscentHandler: the multiplier table this term reads
+        self._value_hooks: OrderedDict[int, object] = OrderedDict()  # weak-referenced by the handles
 
     # -- constraint values -------------------------------------------------------------------------
 
@@ -445,10 +460,12 @@ class InequalityConstraintLoss(WeakLoss):
         num_moments = _finish(self.function, sums[:1], order=self.order, eps=self.eps).shape[-1]
         bounds = self._bounds(batch, num_images, num_classes, classes, num_moments, logits.device)
         keys = None
+        voxels = torch.full((num_images,), float(math.prod(logits.shape[2:])), device=logits.device)
         if self.per == "volume":
             inverse, keys = _group_inverse(self, batch, self.group_key, num_images, logits.device)
             num_groups = keys.numel()
             sums = sums.new_zeros(num_groups, *sums.shape[1:]).index_add(0, inverse, sums)
+            voxels = voxels.new_zeros(num_groups).index_add(0, inverse, voxels)
             group_bounds = bounds[_group_first(inverse, num_groups)]
             if not torch.equal(group_bounds[inverse], bounds):
                 raise ValueError(f"slices of one volume ({self.group_key!r}) carry different {self.key!r}")
@@ -462,7 +479,7 @@ class InequalityConstraintLoss(WeakLoss):
         bounds = bounds.to(values.dtype)
         z = torch.stack([bounds[..., 0] - values, values - bounds[..., 1]], dim=-1)  # (G, C', M, 2)
         ids = _constraint_ids(keys, z) if with_ids or keys is not None else None  # per volume: keys known
-        return z, ids
+        return z, ids, voxels
 
     def constraint_values(self, logits: torch.Tensor, batch: Mapping) -> tuple[torch.Tensor, torch.Tensor]:
         """The constraints ``z`` ``(G, C', M, 2)`` of the batch and their ids (int64, same shape).
@@ -471,167 +488,33 @@ class InequalityConstraintLoss(WeakLoss):
         ``local`` the position in ``(C', M, 2)``; they identify a constraint across epochs (needs the
         ``index_key`` keys, or ``group_key`` with ``per="volume"``).
         """
-        return self._evaluate(logits, batch, with_ids=True)
-
-    def recorded_values(self) -> tuple[torch.Tensor, torch.Tensor] | None:
-        """``(z, ids)`` of the last forward on logits that require a gradient, detached, or ``None``.
-
-        The forward keeps its constraint values, so handlers that record every training batch (dual
-        ascent, constraint monitor) need not evaluate the constraints a second time; the ids are
-        computed here, on first request, from the batch of that forward.
-        """
-        if self._recorded is None:
-            return None
-        z, ids, batch, num_images = self._recorded
-        if ids is None:
-            ids = _constraint_ids(self._item_keys(batch, num_images, z.device), z)
-            self._recorded = (z, ids, batch, num_images)
+        z, ids, _ = self._evaluate(logits, batch, with_ids=True)
         return z, ids
 
-    # -- multipliers -------------------------------------------------------------------------------
+    def register_value_hook(self, callback) -> RemovableHandle:
+        """Calls ``callback(z, ids)`` after each forward on logits that require a gradient; returns the handle.
 
-    def _check_layout(self, layout: tuple[int, ...]) -> None:
-        if self.dual_keys.numel() and tuple(self.multipliers.shape[1:]) != tuple(layout):
-            raise ValueError(
-                f"the constraint layout (C', M, 2) changed from {tuple(self.multipliers.shape[1:])} to {tuple(layout)}"
-            )
+        ``z`` and ``ids`` are those of :meth:`constraint_values`, detached, taken from the forward's own
+        computation. ``handle.remove()`` detaches the callback.
+        """
+        if not callable(callback):
+            raise TypeError(f"callback must be callable, got {type(callback).__name__}")
+        handle = RemovableHandle(self._value_hooks)
+        self._value_hooks[handle.id] = callback
+        return handle
 
     def lookup_multipliers(self, ids: torch.Tensor) -> torch.Tensor:
-        """The current multipliers of the constraints ``ids`` ``(G, C', M, 2)``; ``multiplier_init`` if unseen.
-
-        Read-only: the buffers are not changed.
-        """
-        self._check_layout(tuple(ids.shape[1:]))
-        per_item = math.prod(ids.shape[1:])
-        init = torch.full(ids.shape, self.multiplier_init, device=ids.device)
-        if not self.dual_keys.numel() or not ids.numel():
-            return init
-        keys = (ids[:, 0, 0, 0] // per_item).to(self.dual_keys.device)
-        rows = torch.searchsorted(self.dual_keys, keys).clamp_max(self.dual_keys.numel() - 1)
-        found = (self.dual_keys[rows] == keys).to(ids.device)
-        values = self.multipliers[rows].to(ids.device)
-        return torch.where(found.reshape(-1, 1, 1, 1), values, init)
-
-    def _grow(self, keys: torch.Tensor, layout: tuple[int, ...]) -> torch.Tensor:
-        """Rows of ``keys`` in the buffers, adding the unseen keys (kept sorted)."""
-        device = self.dual_keys.device
-        keys = keys.to(device)
-        if not self.dual_keys.numel():
-            self.multipliers = self.multipliers.new_zeros(0, *layout)
-            self._dual_sums = self.multipliers.new_zeros(0, *layout)
-            self._dual_counts = self.multipliers.new_zeros(0, *layout)
-        new = torch.unique(keys[~torch.isin(keys, self.dual_keys)])
-        if new.numel():
-            merged = torch.cat([self.dual_keys, new])
-            order = torch.argsort(merged)
-            fill = self.multipliers.new_full((new.numel(), *layout), self.multiplier_init)
-            zeros = self.multipliers.new_zeros((new.numel(), *layout))
-            self.dual_keys = merged[order]
-            self.multipliers = torch.cat([self.multipliers, fill])[order]
-            self._dual_sums = torch.cat([self._dual_sums, zeros])[order]
-            self._dual_counts = torch.cat([self._dual_counts, zeros])[order]
-        return torch.searchsorted(self.dual_keys, keys)
-
-    @torch.no_grad()
-    def accumulate_duals(self, z: torch.Tensor, ids: torch.Tensor) -> None:
-        """Adds constraint values ``(G, C', M, 2)`` (detached) to the epoch accumulator of the dual step.
-
-        ``z`` for ``"lagrangian"``, ``max(0, z)`` for ``"relu_lagrangian"``; :meth:`dual_step` uses the
-        mean over the evaluations of each constraint in the epoch. Unseen items are added to the buffers.
-        """
-        if self.mode not in LAGRANGIAN_MODES:
-            raise ValueError(f"accumulate_duals needs a Lagrangian mode {LAGRANGIAN_MODES}, not {self.mode!r}")
-        if z.shape != ids.shape or z.ndim != 4 or z.shape[-1] != 2:
-            raise ValueError(
-                f"z and ids must both have shape (G, C', M, 2), got {tuple(z.shape)} and {tuple(ids.shape)}"
-            )
-        if not z.numel():
-            return
-        layout = tuple(z.shape[1:])
-        self._check_layout(layout)
-        keys = ids[:, 0, 0, 0] // math.prod(layout)
-        rows = self._grow(keys, layout)
-        values = z.detach().to(self._dual_sums)
-        if self.mode == "relu_lagrangian":
-            values = values.clamp_min(0)
-        self._dual_sums.index_add_(0, rows, values)
-        self._dual_counts.index_add_(0, rows, torch.ones_like(values))
-
-    @torch.no_grad()
-    def dual_step(self, step: float) -> int:
-        """Applies one dual-ascent step to every constraint evaluated since the last step; returns their number.
-
-        ``"lagrangian"``: ``λ ← max(0, λ + step · mean z)``; ``"relu_lagrangian"``:
-        ``λ ← λ + step · mean max(0, z)``. The accumulator is cleared.
-        """
-        if not step > 0:
-            raise ValueError(f"step must be positive, got {step}")
-        if self.mode not in LAGRANGIAN_MODES:
-            raise ValueError(f"dual_step needs a Lagrangian mode {LAGRANGIAN_MODES}, not {self.mode!r}")
-        seen = self._dual_counts > 0
-        mean = self._dual_sums / self._dual_counts.clamp_min(1)
-        updated = self.multipliers + step * mean
-        if self.mode == "lagrangian":
-            updated = updated.clamp_min(0)
-        self.multipliers = torch.where(seen, updated, self.multipliers)
-        self.reset_duals()
-        return int(seen.sum())
-
-    def reset_duals(self) -> None:
-        """Clears the epoch accumulator (the multipliers are kept)."""
-        self._dual_sums = torch.zeros_like(self.multipliers)
-        self._dual_counts = torch.zeros_like(self.multipliers)
-
-    def dual_accumulator(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """The epoch accumulator as CPU copies ``(keys (N,), sums (N, C', M, 2), counts (N, C', M, 2))``.
-
-        What :meth:`merge_duals` takes from each process of a distributed run.
-        """
-        return self.dual_keys.cpu().clone(), self._dual_sums.cpu().clone(), self._dual_counts.cpu().clone()
-
-    @torch.no_grad()
-    def merge_duals(self, parts) -> None:
-        """Replaces the epoch accumulator by the sum of ``parts``, each a :meth:`dual_accumulator` of one process.
-
-        Every process of a distributed run calls it with the same ``parts`` in rank order, so all end
-        with the same keys (the union, unseen ones at ``multiplier_init``) and the same sums, added in
-        the same order; the next :meth:`dual_step` then gives every process the same multipliers.
-        Every process must hold the same multipliers before (true from the start and after each step).
-        """
-        layouts = {tuple(sums.shape[1:]) for keys, sums, _ in parts if keys.numel()}
-        if not layouts:
-            return
-        if len(layouts) > 1:
-            raise ValueError(f"the processes hold constraint layouts {sorted(layouts)}; they must agree")
-        layout = layouts.pop()
-        self._check_layout(layout)
-        for keys, _, _ in parts:
-            if keys.numel():
-                self._grow(keys, layout)
-        self._dual_sums = torch.zeros_like(self.multipliers)
-        self._dual_counts = torch.zeros_like(self.multipliers)
-        for keys, sums, counts in parts:
-            if keys.numel():
-                rows = torch.searchsorted(self.dual_keys, keys.to(self.dual_keys.device))
-                self._dual_sums.index_add_(0, rows, sums.to(self._dual_sums))
-                self._dual_counts.index_add_(0, rows, counts.to(self._dual_counts))
-
-    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
-        # the multiplier buffers grow on demand: take the saved sizes before loading
-        for name in ("dual_keys", "multipliers"):
-            saved = state_dict.get(prefix + name)
-            if isinstance(saved, torch.Tensor):
-                setattr(self, name, getattr(self, name).new_empty(saved.shape))
-        self.reset_duals()
-        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+        """The multipliers of the constraints ``ids`` ``(G, C', M, 2)`` in ``dual_variables``; ``multiplier_init``
+        without a table or for a constraint it has not seen. Read-only."""
+        if self.dual_variables is None:
+            return torch.full(ids.shape, self.multiplier_init, device=ids.device)
+        return self.dual_variables.lookup(ids)
 
     # -- loss --------------------------------------------------------------------------------------
 
     def forward(self, logits: torch.Tensor, batch: Mapping) -> torch.Tensor:
-        lagrangian = self.mode in LAGRANGIAN_MODES
-        z, ids = self._evaluate(logits, batch, with_ids=lagrangian)
-        training = logits.requires_grad and torch.is_grad_enabled()
-        self._recorded = (z.detach(), ids, batch, logits.shape[0]) if training else None
+        watched = bool(self._value_hooks) and logits.requires_grad and torch.is_grad_enabled()
+        z, ids, voxels = self._evaluate(logits, batch, with_ids=watched or self.mode in LAGRANGIAN_MODES)
         if self.mode == "penalty":
             cost = quadratic_penalty(z)
         elif self.mode == "log_barrier":
@@ -639,7 +522,13 @@ class InequalityConstraintLoss(WeakLoss):
         else:
             lam = self.lookup_multipliers(ids).to(z.dtype)
             cost = lam * (z if self.mode == "lagrangian" else torch.relu(z))
-        return reduce_per_image(cost.flatten(1).sum(1), self.reduction)
+        per_group = cost.flatten(1).sum(1)
+        if self.normalize:
+            per_group = per_group / voxels
+        if watched:
+            for callback in list(self._value_hooks.values()):
+                callback(z.detach(), ids)
+        return reduce_per_image(per_group, self.reduction)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -709,7 +598,7 @@ class LagrangianProposalLoss(WeakLoss):
     """Cross-entropy of the softmax against the constrained latent of :func:`lagrangian_proposal`.
 
     ``L = -Σ_p Σ_k P_k(p) log S_k(p) / |Ω|`` with ``P`` detached: the constrained CNN of Pathak et al.
-    (ICCV 2015), here with size bounds ``(B, C, 2)`` (the ``bounds`` of :class:`SizeConstraintLoss`,
+    (ICCV 2015), here with size bounds ``(B, C, 2)`` (the ``bounds`` of :class:`InequalityConstraintLoss`,
     or ``(B, C', 2)`` for the selected classes). Other classes are left free.
 
     Args:
