@@ -67,3 +67,15 @@ def config_parser(configs: Sequence[str | Path], **overrides) -> ConfigParser:
     parser.read_config([str(c) for c in configs])
     parser.update(overrides)
     return parser
+
+
+def error_chain(error: BaseException | None) -> str:
+    """The messages of an exception and of every exception it was raised from, one per line.
+
+    MONAI wraps a failing config component in its own error; the cause holds the message to check.
+    """
+    messages = []
+    while error is not None:
+        messages.append(str(error))
+        error = error.__cause__ or error.__context__
+    return "\n".join(messages)

@@ -8,7 +8,7 @@ import re
 import numpy as np
 import pytest
 import torch
-from bundle_helpers import ROOT, config_parser
+from bundle_helpers import ROOT, config_parser, error_chain
 from ignite.engine import Events
 
 from wss_monai.bundle import bundle_configs
@@ -59,14 +59,6 @@ def parser(recipe, dataset_dir, output_dir, extra=(), **overrides):
         configs,
         **{"dataset_dir": str(dataset_dir), "output_dir": str(output_dir), **TINY, **CONSTRAINED[recipe], **overrides},
     )
-
-
-def error_chain(error):
-    messages = []
-    while error is not None:
-        messages.append(str(error))
-        error = error.__cause__ or error.__context__
-    return "\n".join(messages)
 
 
 def train(p):

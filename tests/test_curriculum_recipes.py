@@ -14,6 +14,7 @@ import nibabel as nib
 import numpy as np
 import pytest
 import torch
+from bundle_helpers import error_chain
 from monai.bundle import ConfigParser
 from monai.losses import DiceLoss
 
@@ -55,14 +56,6 @@ def parse(recipe, dataset, out, **overrides):
         parser[key] = value
     parser.parse()
     return parser
-
-
-def error_chain(error):
-    messages = []
-    while error is not None:
-        messages.append(str(error))
-        error = error.__cause__ or error.__context__
-    return "\n".join(messages)
 
 
 def constant_regressor(path, value):
