@@ -69,6 +69,17 @@ def run_method(name: str, args: argparse.Namespace) -> Path:
     """Trains one method and segments the split's images through the bundle commands; returns the run folder."""
     out = Path(args.output_dir).resolve() / slug(name, args.length_fraction)
     configs = bundle_configs("acdc", *METHODS[name], *(ROOT / c for c in args.overlay))
+    overrides = {"scribble_length_fraction": args.length_fraction} if SCRIBBLES in METHODS[name] else {}
+    return train_and_segment(out, configs, overrides, args)
+
+
+def train_and_segment(out: Path, configs: list, overrides: dict, args: argparse.Namespace) -> Path:
+    """``run training`` with the benchmark's shared budget, then ``run inferring`` on the split's images.
+
+    A run folder holding ``models/model_final.pt`` is reused (delete the folder to redo it), and so are
+    its predictions. ``args`` gives the budget: dataset_dir, seed, num_validation, num_test,
+    spatial_size, batch_size, learning_rate, max_epochs and the split to segment.
+    """
     common = {
         "dataset_dir": Path(args.dataset_dir).resolve(),
         "output_dir": out,
@@ -78,10 +89,9 @@ def run_method(name: str, args: argparse.Namespace) -> Path:
         "spatial_size": args.spatial_size,
         "batch_size": args.batch_size,
         "learning_rate": args.learning_rate,
+        **overrides,
     }
-    if SCRIBBLES in METHODS[name]:
-        common["scribble_length_fraction"] = args.length_fraction
-    if not (out / "models/model_final.pt").is_file():  # finished runs are reused: delete a folder to redo it
+    if not (out / "models/model_final.pt").is_file():
         train = {**common, "max_epochs": args.max_epochs, "val_interval": args.max_epochs}
         run_logged(bundle_command("training", configs, train), out / "log.txt", cwd=ROOT)
     record_config_if_missing(out, configs, common)  # a run trained before runs recorded their config
@@ -174,21 +184,28 @@ def training_energy(out: Path) -> dict:
     return result
 
 
-def score(out: Path, args: argparse.Namespace) -> dict:
-    """Mean per-class Dice, HD95 and far false-positive share over the split's cases."""
-    cases = json.loads((out / "datalist.json").read_text())[args.split]
+def volume_scores(out: Path, split: str, extra=None) -> list[dict]:
+    """Per-case 3D Dice and HD95 (mm, from the label's affine) and trimap accuracy of the split's predictions.
+
+    ``extra(case, pred, label, spacing)``, when given, returns more per-case values for the row.
+    """
     rows = []
-    for case in cases:
+    for case in json.loads((out / "datalist.json").read_text())[split]:
         label_image = nib.load(case["label"])
         label = np.asarray(label_image.dataobj).astype(np.int64)
         stem = Path(case["image"]).name.split(".")[0]
-        pred = np.asarray(nib.load(out / f"predictions_{args.split}" / f"{stem}_seg.nii.gz").dataobj).astype(np.int64)
+        pred = np.asarray(nib.load(out / f"predictions_{split}" / f"{stem}_seg.nii.gz").dataobj).astype(np.int64)
         spacing = spacing_from_affine(label_image.affine)
         row = volume_metrics(pred, label, CLASSES, spacing)
-        scribble = np.asarray(nib.load(case["image"].replace(".nii.gz", "_scribble.nii.gz")).dataobj)
-        row["far_fp"] = far_false_positive_share(pred, label, scribble, spacing)
         row.update(trimap_metrics(pred, label, CLASSES, widths=(4, 16)))
+        if extra is not None:
+            row.update(extra(case, pred, label, spacing))
         rows.append(row)
+    return rows
+
+
+def summarise(rows: list[dict], out: Path) -> dict:
+    """Means over the cases (NaN-aware), mean Dice and HD95 over the foreground classes, and the run's timing."""
     summary = {key: float(np.nanmean([r[key] for r in rows])) for key in rows[0]}
     summary["mean_dice"] = statistics.mean(summary[f"dice_{c}"] for c in CLASSES[1:])
     summary["mean_hd95"] = statistics.mean(summary[f"hd95_{c}"] for c in CLASSES[1:])
@@ -196,6 +213,19 @@ def score(out: Path, args: argparse.Namespace) -> dict:
     timing = json.loads((out / "timing.json").read_text())
     summary["s_per_iter"] = timing["seconds_per_iteration_median"]
     summary["s_per_epoch"] = epoch_seconds(out)
+    return summary
+
+
+def far_false_positives(case: dict, pred: np.ndarray, label: np.ndarray, spacing) -> dict:
+    """The case's :func:`far_false_positive_share` against its real scribbles."""
+    scribble = np.asarray(nib.load(case["image"].replace(".nii.gz", "_scribble.nii.gz")).dataobj)
+    return {"far_fp": far_false_positive_share(pred, label, scribble, spacing)}
+
+
+def score(out: Path, args: argparse.Namespace) -> dict:
+    """Mean per-class Dice, HD95, trimap accuracy, far false-positive share and training energy over the split."""
+    rows = volume_scores(out, args.split, far_false_positives)
+    summary = summarise(rows, out)
     summary.update(training_energy(out))
     (out / f"scores_{args.split}.json").write_text(json.dumps({"summary": summary, "cases": rows}, indent=2))
     return summary
