@@ -1,4 +1,5 @@
 import logging
+import math
 
 import pytest
 import torch
@@ -52,6 +53,54 @@ def test_composite_loss_reports_each_term_and_weights_the_total():
         CompositeLoss({"loss": PartialCrossEntropyLoss()})
     with pytest.raises(ValueError, match="must be a module or"):
         CompositeLoss({"pce": {"module": PartialCrossEntropyLoss()}})
+
+
+class _CountingLoss(torch.nn.Module):
+    """A term that records whether gradient was on at each call and returns the batch's call number."""
+
+    def __init__(self):
+        super().__init__()
+        self.grad_modes = []
+
+    def forward(self, logits, batch):
+        self.grad_modes.append(torch.is_grad_enabled())
+        return logits.sum() * 0 + len(self.grad_modes)
+
+
+def test_composite_loss_watches_weight_zero_terms_every_nth_call_without_gradient():
+    logits = torch.zeros(1, 2, 4, 4, requires_grad=True)
+    batch = {"scribble": torch.tensor([[[[0, 1, -1, -1]] * 4]])}
+    watched = _CountingLoss()
+    loss = CompositeLoss({"pce": PartialCrossEntropyLoss(), "watched": {"loss": watched, "weight": 0.0}}, 3)
+    outputs = [loss(logits, batch) for _ in range(7)]
+    assert [("watched" in out) for out in outputs] == [True, False, False, True, False, False, True]
+    assert watched.grad_modes == [False, False, False]
+    assert outputs[3]["watched"].item() == 2.0  # its second call, on the 4th step
+    assert all(out["loss"].item() == pytest.approx(math.log(2)) for out in outputs)  # not in the total
+    # a weight set to > 0 later (a schedule) brings it into the total, with gradient, at every call
+    loss.weights["watched"] = 0.5
+    out = loss(logits, batch)
+    assert watched.grad_modes[-1] is True and out["loss"].item() == pytest.approx(math.log(2) + 0.5 * 4)
+    # a NaN in a watched term cannot reach the total; every term at weight 0 still gives a graph
+    nan_loss = CompositeLoss({"only": {"loss": _NaNLoss(), "weight": 0.0}})
+    out = nan_loss(logits, batch)
+    out["loss"].backward()
+    assert out["loss"].item() == 0.0 and torch.isnan(out["only"]) and torch.equal(logits.grad, torch.zeros_like(logits))
+    with pytest.raises(ValueError, match="monitor_every must be a positive integer, got 0"):
+        CompositeLoss({"pce": PartialCrossEntropyLoss()}, monitor_every=0)
+
+
+class _NaNLoss(torch.nn.Module):
+    def forward(self, logits, batch):
+        return logits.sum() * float("nan")
+
+
+def test_loss_terms_logger_averages_a_watched_term_over_the_steps_that_report_it():
+    watched = _CountingLoss()
+    loss = CompositeLoss({"pce": PartialCrossEntropyLoss(), "watched": {"loss": watched, "weight": 0.0}}, 2)
+    logger = LossTermsLogger()
+    _trainer(loss, epochs=2, handlers=[logger]).run()  # 2 batches per epoch: watched at steps 1 and 3
+    assert logger.history["watched"] == [1.0, 2.0]  # one report per epoch, not halved by the other step
 
 
 def test_trainer_hands_the_batch_to_the_loss_and_keeps_monai_events(caplog):

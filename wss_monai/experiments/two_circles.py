@@ -126,6 +126,7 @@ class ConstrainedCompositeLoss(CompositeLoss):
     def __init__(self, terms: Mapping[str, nn.Module | Mapping], watch: Sequence[str]) -> None:
         super().__init__(terms)
         self.watch = list(watch)
+        self.always_evaluated = set(self.watch)  # their value hooks need each training forward
         missing = [name for name in self.watch if name not in self.terms]
         if not self.watch or missing:
             raise ValueError(f"watch must name some of the terms {list(self.terms)}, got {list(watch)}")

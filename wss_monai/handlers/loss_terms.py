@@ -17,6 +17,9 @@ __all__ = ["LossTermsLogger"]
 class LossTermsLogger:
     """Averages the ``"loss/<term>"`` entries of the engine output over each epoch and logs one line per epoch.
 
+    Each term is averaged over the iterations that reported it (a watched term of
+    :class:`wss_monai.losses.CompositeLoss` with ``monitor_every > 1`` reports on some only).
+
     Also writes ``loss/<term>`` scalars to a TensorBoard ``SummaryWriter`` when given, and keeps the
     history in ``self.history`` (``{term: [epoch means]}``) and in ``engine.state.metrics`` as
     ``loss/<term>``, where checkpoint and metric handlers can read it.
@@ -30,7 +33,7 @@ class LossTermsLogger:
         self.logger = logging.getLogger(name)
         self.history: dict[str, list[float]] = defaultdict(list)
         self._sums: dict[str, float] = defaultdict(float)
-        self._count = 0
+        self._counts: dict[str, int] = defaultdict(int)
 
     def attach(self, engine: Engine) -> None:
         engine.add_event_handler(Events.EPOCH_STARTED, self._reset)
@@ -39,7 +42,7 @@ class LossTermsLogger:
 
     def _reset(self, engine: Engine) -> None:
         self._sums.clear()
-        self._count = 0
+        self._counts.clear()
 
     def _accumulate(self, engine: Engine) -> None:
         output = engine.state.output
@@ -53,22 +56,21 @@ class LossTermsLogger:
         )
         for name, value in terms.items():
             self._sums[name] += value
-        self._count += 1
+            self._counts[name] += 1
 
-    def _reduce(self) -> tuple[dict[str, float], int]:
-        """The sums and count of the epoch over every process (this process's own when not distributed)."""
+    def _reduce(self) -> dict[str, float]:
+        """Each term's mean over the epoch's iterations that reported it, over every process."""
         if not is_distributed():
-            return dict(self._sums), self._count
+            return {name: total / self._counts[name] for name, total in self._sums.items()}
         names = list(dict.fromkeys(name for names in all_gather_object(list(self._sums)) for name in names))
-        local = [self._sums.get(name, 0.0) for name in names] + [self._count]
-        totals = all_reduce_sum(torch.tensor(local, dtype=torch.float64))
-        return dict(zip(names, totals[:-1].tolist())), int(totals[-1])
+        local = [self._sums.get(name, 0.0) for name in names] + [self._counts.get(name, 0) for name in names]
+        totals = all_reduce_sum(torch.tensor(local, dtype=torch.float64)).tolist()
+        return {name: totals[i] / totals[len(names) + i] for i, name in enumerate(names)}
 
     def _write(self, engine: Engine) -> None:
-        sums, count = self._reduce()
-        if not count:
+        means = self._reduce()
+        if not means:
             return
-        means = {name: total / count for name, total in sums.items()}
         for name, value in means.items():
             self.history[name].append(value)
             engine.state.metrics[f"loss/{name}"] = value

@@ -43,6 +43,11 @@ class CompositeLoss(nn.Module):
             called as ``term(logits, batch)`` and returning a scalar. A term whose module is a
             config component with ``_disabled_: true`` (e.g. a variant a recipe did not choose) is
             left out: given as ``None``, or as a mapping with ``"loss": None`` or a weight alone.
+        monitor_every: a term of weight 0 is only watched: it is computed without gradient, left
+            out of the total, and only on every ``monitor_every``-th call (e.g. 10 for an energy
+            that costs a tenth of a training step); on the other calls it is absent from the
+            output. The weight is read at every call, so a term a schedule ramps up from 0 joins
+            the total when its weight does.
 
     Returns:
         A dict with ``"loss"`` (the weighted total, differentiable) and each term's unweighted value
@@ -59,8 +64,12 @@ class CompositeLoss(nn.Module):
         (1.3863, 0.6931)
     """
 
-    def __init__(self, terms: Mapping[str, nn.Module | Mapping]) -> None:
+    def __init__(self, terms: Mapping[str, nn.Module | Mapping], monitor_every: int = 1) -> None:
         super().__init__()
+        if isinstance(monitor_every, bool) or not isinstance(monitor_every, int) or monitor_every < 1:
+            raise ValueError(f"monitor_every must be a positive integer, got {monitor_every!r}")
+        self.monitor_every, self._calls = monitor_every, 0
+        self.always_evaluated: set[str] = set()  # terms run with gradient at every call even at weight 0
         terms = {name: spec for name, spec in terms.items() if not _disabled(spec)}
         if not terms:
             raise ValueError("terms must name at least one loss term")
@@ -85,13 +94,22 @@ class CompositeLoss(nn.Module):
 
     def forward(self, logits: torch.Tensor, batch: Mapping) -> dict[str, torch.Tensor]:
         values, extras = {}, {}
+        watch = self._calls % self.monitor_every == 0
+        self._calls += 1
         for name, term in self.terms.items():
-            value = term(logits, batch)
+            if self.weights[name] != 0 or name in self.always_evaluated:
+                value = term(logits, batch)
+            elif watch:
+                with torch.no_grad():
+                    value = term(logits, batch)
+            else:
+                continue
             if isinstance(value, Mapping):
                 if "loss" not in value:
                     raise KeyError(f"term {name!r} returned a dict without 'loss'; keys {sorted(value)}")
                 extras.update({f"{name}_{k}": v.detach() for k, v in value.items() if k != "loss"})
                 value = value["loss"]
             values[name] = value
-        total = sum(self.weights[name] * value.mean() for name, value in values.items())
+        active = [self.weights[name] * value.mean() for name, value in values.items() if self.weights[name] != 0]
+        total = sum(active) if active else (logits * 0).sum()  # still a graph: a step with zero gradients
         return {"loss": total, **values, **extras}
