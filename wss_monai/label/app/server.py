@@ -8,7 +8,8 @@ Start it through MONAI Label's launcher (its settings, app folder and studies), 
 Added to MONAI Label's own app before it starts: a check of ``POST /infer/<model>`` and
 ``POST /train/<model>`` (404 for an unknown model, 400 for an inference without an image, before
 MONAI Label answers 500 or starts a background task that fails later), and handlers that turn a
-``params`` form that is not JSON and MONAI Label's input errors into 400.
+``params`` form that is not JSON, MONAI Label's input errors and its own 500 answers to requests
+without an input (:data:`INPUT_ERRORS`) into 400.
 """
 
 from __future__ import annotations
@@ -18,14 +19,19 @@ import logging
 from urllib.parse import parse_qs
 
 from fastapi import Request
+from fastapi.exception_handlers import http_exception_handler
 from fastapi.responses import JSONResponse
 from monailabel.app import app
 from monailabel.interfaces.exception import MONAILabelError, MONAILabelException
 from monailabel.interfaces.utils.app import app_instance
+from starlette.exceptions import HTTPException
 
-__all__ = ["app"]
+__all__ = ["INPUT_ERRORS", "app"]
 
 logger = logging.getLogger(__name__)
+
+INPUT_ERRORS = ("Neither Image nor File",)
+"""How MONAI Label's own 500 answers to a request that lacks its input begin."""
 
 
 def _answer(status: int, message: str) -> JSONResponse:
@@ -59,3 +65,11 @@ async def bad_json(request: Request, error: json.JSONDecodeError):
 async def monailabel_error(request: Request, error: MONAILabelException):
     status = 400 if error.error in (MONAILabelError.INVALID_INPUT,) else 500
     return _answer(status, error.msg)
+
+
+@app.exception_handler(HTTPException)
+async def input_error(request: Request, error: HTTPException):
+    """MONAI Label's 500 for a missing input becomes 400; every other HTTP error is answered as FastAPI does."""
+    if error.status_code == 500 and str(error.detail).startswith(INPUT_ERRORS):
+        return _answer(400, f"no image: pass ?image=<datastore id> or upload a file ({error.detail})")
+    return await http_exception_handler(request, error)
