@@ -5,7 +5,8 @@
 
 with the grid CRF's contrast-sensitive weights ``w_pq = exp(-|I_p - I_q|² / 2σ²) / dist(p, q)``
 (:func:`wss_monai.losses.potts_edge_weights`, 6-connected in 3D, ``dist`` in mm from the voxel
-spacing). Two labels: the exact binary graph cut (PyMaxflow); more: α-expansion (gco), 5 sweeps
+spacing). Two labels: the exact binary graph cut (PyMaxflow); more: α-expansion (gco), 2 sweeps
+(on a cardiac phantom the 2nd to 5th sweeps changed no Dice digit and cost 20 % to 80 % more time)
 (:mod:`wss_monai.solvers`). In ``target`` mode (MONAI Label's binary scribbles: background and one
 foreground class) the problem is binary, ``S_target`` against ``1 - S_target``, and the cut only
 moves that class: voxels it removes from ``target`` take their most probable other class.
@@ -67,7 +68,7 @@ def refine_segmentation(
     sigma: float | None = None,
     solver: str = "auto",
     target: int | None = None,
-    sweeps: int = 5,
+    sweeps: int = 2,
     floor: float = 1e-4,
 ) -> tuple[np.ndarray, dict]:
     """The refined label map of one image.
@@ -86,7 +87,7 @@ def refine_segmentation(
         floor: probabilities are clipped to ``[floor, 1]`` before the log.
 
     Returns:
-        ``(labels (H, W[, D]) int64, info)`` with ``info = {"solver", "seconds", "seeds", "changed"}``
+        ``(labels (H, W[, D]) int64, info)`` with ``info = {"solver", "seconds", "cpu_seconds", "seeds", "changed"}``
         (``changed``: voxels whose label differs from the argmax of ``probabilities``).
 
     Raises:
@@ -103,7 +104,7 @@ def refine_segmentation(
     bad = sorted(np.unique(seeds[seeded & ((seeds < 0) | (seeds >= num_classes))]).tolist())
     if bad:
         raise ValueError(f"seed classes {bad} are outside range({num_classes})")
-    start = time.perf_counter()
+    start, cpu_start = time.perf_counter(), time.process_time()
     argmax = probabilities.argmax(0)
     if target is not None:
         if not 0 < int(target) < num_classes:
@@ -130,6 +131,7 @@ def refine_segmentation(
     info = {
         "solver": used,
         "seconds": round(time.perf_counter() - start, 3),
+        "cpu_seconds": round(time.process_time() - cpu_start, 3),
         "seeds": int(seeded.sum()),
         "changed": int((labels != argmax).sum()),
     }
