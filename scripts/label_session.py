@@ -80,7 +80,9 @@ def main(argv=None) -> dict:
     parser.add_argument("--annotated", type=int, default=4, help="images the annotator scribbles")
     parser.add_argument("--shape", type=int, default=96, help="in-plane size of the phantoms")
     parser.add_argument("--spatial_size", type=int, default=64)
-    parser.add_argument("--max_epochs", type=int, default=20)
+    parser.add_argument("--max_epochs", type=int, default=60)
+    parser.add_argument("--learning_rate", type=float, default=0.002)
+    parser.add_argument("--batch_size", type=int, default=8)
     parser.add_argument("--regulariser", default="dense_crf")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -112,7 +114,8 @@ def main(argv=None) -> dict:
         dice = round(mean_dice(refined, labels[annotated[0]]), 4)
         session["refinement"] = {"image": annotated[0], "request_seconds": seconds, "dice": dice}
         start = time.perf_counter()
-        status, body = client.train("segmentation", {"max_epochs": args.max_epochs, "spatial_size": args.spatial_size})
+        options = {k: getattr(args, k) for k in ("max_epochs", "spatial_size", "learning_rate", "batch_size")}
+        status, body = client.train("segmentation", options)
         if status != 200:
             raise RuntimeError(f"/train/segmentation answered {status}: {body[-2000:]!r}")
         session["training"] = {**json.loads(body), "request_seconds": round(time.perf_counter() - start, 1)}
