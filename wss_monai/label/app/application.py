@@ -143,9 +143,6 @@ class WssLabelApp(MONAILabelApp):
                                              self._checked_convention, self.served_run, self.serve, defaults)
         }  # fmt: skip
 
-    def init_strategies(self) -> dict:
-        return {}
-
     def infer(self, request: dict, datastore=None) -> dict:
         """MONAI Label's ``infer`` with 404 for an unknown model or image, 400 without an image."""
         model = request.get("model")
