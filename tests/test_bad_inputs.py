@@ -37,6 +37,7 @@ from wss_monai.utils import (
     list_images,
     lock_run_dir,
     release_run_dir,
+    require_saved_state,
     resume,
 )
 from wss_monai.utils.run_lock import LOCK_FILE
@@ -247,6 +248,25 @@ def test_random_state_of_another_augmentation_pipeline(tmp_path):
         ValueError, match=r"random state of 3 augmentation transforms but this run has 2 \(\['Compose', 'RandFlipd'\]\)"
     ):
         RunRandomState(None, one).load_state_dict(RunRandomState(None, two).state_dict())
+
+
+class _Schedule:
+    """A handler with state, as a recipe's weight ramp or dual variables."""
+
+    def attach(self, engine):
+        pass
+
+    def state_dict(self):
+        return {"t": 5.0}
+
+
+def test_handler_with_state_left_out_of_the_checkpoints():
+    schedule = _Schedule()
+    require_saved_state([schedule], {"log_barrier": schedule})
+    with pytest.raises(
+        ValueError, match=r"the handlers \['_Schedule'\] have a state_dict but are not in the checkpoint"
+    ):
+        require_saved_state([schedule], {"model": torch.nn.Linear(1, 1)})
 
 
 @pytest.mark.parametrize(

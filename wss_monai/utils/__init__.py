@@ -7,6 +7,7 @@ from wss_monai.utils.config import (
     list_images,
     read_checkpoint,
     require_dir,
+    require_saved_state,
     resume,
 )
 from wss_monai.utils.distributed import (
@@ -53,6 +54,7 @@ __all__ = [
     "local_device",
     "main_process_summary_writer",
     "require_dir",
+    "require_saved_state",
     "resume",
     "setup_logging",
 ]

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +19,7 @@ __all__ = [
     "list_images",
     "read_checkpoint",
     "require_dir",
+    "require_saved_state",
     "resume",
 ]
 
@@ -125,6 +126,24 @@ def extend_lr_schedule(scheduler: Any, lengths: Mapping[str, Any]) -> bool:
         group["lr"] = lr
     scheduler._last_lr = list(lrs)
     return True
+
+
+def require_saved_state(handlers: Sequence[Any], objects: Mapping[str, Any]) -> None:
+    """Checks that every handler with a ``state_dict`` (a schedule, a ramp, dual variables) is saved in checkpoints.
+
+    A recipe lists its handlers (``recipe_handlers``) and, separately, the ones to save (``recipe_state``);
+    a handler with state left out of the second list would restart from its initial state on resume.
+
+    Raises:
+        ValueError: naming the handlers with state that ``objects`` (the checkpoint's entries) lacks.
+    """
+    saved = {id(obj) for obj in objects.values()}
+    missing = [type(h).__name__ for h in handlers if callable(getattr(h, "state_dict", None)) and id(h) not in saved]
+    if missing:
+        raise ValueError(
+            f"the handlers {missing} have a state_dict but are not in the checkpoint objects {sorted(objects)}: add "
+            "them to recipe_state (or regulariser_state), or a resumed run restarts their schedules"
+        )
 
 
 def resume(checkpoint: str | Path | None, objects: Mapping, device: torch.device | str = "cpu") -> bool:
