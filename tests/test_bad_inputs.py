@@ -180,6 +180,12 @@ def test_bad_override_is_named(overrides, error, pattern):
         check_overrides(overrides, FILES)
 
 
+def test_several_bad_overrides_are_all_named():
+    pattern = r"2 bad command-line overrides:\n  --max_epochs must be an integer .*\n  --no_such_key: no config"
+    with pytest.raises(ValueError, match=pattern):
+        check_overrides({"max_epochs": "abc", "no_such_key": 3}, FILES)
+
+
 def test_good_overrides_pass():
     check_overrides({"max_epochs": 3, "learning_rate": 1, "max_train_volumes": None, "train#optimizer#lr": 0.1}, FILES)
 

@@ -136,18 +136,19 @@ def test_inference_goes_on_past_bad_files_and_names_them(resumed, phantoms, tmp_
     assert predictions == [s.name.replace(".nii.gz", "_seg.nii.gz") for s in sources]
 
 
-def test_bad_command_lines_and_a_busy_folder_stop_before_writing(resumed, phantoms, tmp_path):
-    out, _, _ = resumed
-    run = out / "straight"
-    datalist = (run / "datalist.json").read_bytes()
+def test_bad_command_lines_and_a_busy_folder_stop_before_writing(phantoms, tmp_path):
+    run = tmp_path / "run"  # the folder of an earlier run, whose datalist must survive a bad command line
+    run.mkdir()
+    (run / "datalist.json").write_text('{"training": [], "validation": []}\n')
     busy = tmp_path / "busy"
     busy.mkdir()
     (busy / LOCK_FILE).write_text(f"{os.getpid()} {os.uname().nodename}\n")  # held by this live test process
+    bad = r"ValueError: 2 bad command-line overrides:\n  --max_epochs must be an integer \(the config gives 50\), "
     cases = {
-        "abc": ({"max_epochs": "abc", "output_dir": run}, r"ValueError: --max_epochs must be an integer .* got 'abc'"),
-        "unknown": ({"no_such_key": 3, "output_dir": run}, r"KeyError: .*no config file defines the id 'no_such_key'"),
+        "bad": ({"output_dir": run, "max_epochs": "abc", "no_such_key": 3},
+                bad + r"got 'abc'\n  --no_such_key: no config file defines the id 'no_such_key'"),
         "busy": ({"output_dir": busy}, rf"RunDirBusyError: output_dir .*busy' is in use by process {os.getpid()}"),
-    }
+    }  # fmt: skip
     logs = {name: open(tmp_path / f"{name}.log", "w") for name in cases}
     processes = {
         name: start_bundle("training", TRAIN, tmp_path, logs[name], dataset_dir=phantoms, **{**RUN, **overrides})
@@ -158,7 +159,8 @@ def test_bad_command_lines_and_a_busy_folder_stop_before_writing(resumed, phanto
         logs[name].close()
         log = (tmp_path / f"{name}.log").read_text()
         assert re.search(pattern, log), (name, log[-3000:])
-    assert (run / "datalist.json").read_bytes() == datalist
+    assert sorted(p.name for p in run.iterdir()) == ["datalist.json"]  # nothing written, nothing overwritten
+    assert (run / "datalist.json").read_text() == '{"training": [], "validation": []}\n'
     assert sorted(p.name for p in busy.iterdir()) == [LOCK_FILE]
 
 

@@ -123,7 +123,8 @@ def check_overrides(overrides: Mapping[str, Any] | None = None, config: Any = No
 
     Raises:
         KeyError: an override's id is defined by no config file (the message suggests close ids).
-        ValueError: an override has the wrong type or is below its minimum (the message names it).
+        ValueError: an override has the wrong type or is below its minimum (the message names it), or
+            several overrides are bad (the message lists them all, one a line).
     """
     if overrides is None:
         found = find_command_line()
@@ -136,9 +137,19 @@ def check_overrides(overrides: Mapping[str, Any] | None = None, config: Any = No
     parser = ConfigParser(dict(config)) if isinstance(config, Mapping) else ConfigParser()
     if not isinstance(config, Mapping):
         parser.read_config(config)
+    problems: list[Exception] = []
     for key, value in overrides.items():
         key = str(key).replace("::", "#")
         if key not in parser:
-            raise KeyError(f"--{key}: no config file defines the id {key!r}{_suggest(key, parser)}")
-        _check_type(key, value, parser.get(key))
+            problems.append(KeyError(f"--{key}: no config file defines the id {key!r}{_suggest(key, parser)}"))
+            continue
+        try:
+            _check_type(key, value, parser.get(key))
+        except ValueError as error:
+            problems.append(error)
+    if len(problems) == 1:
+        raise problems[0]
+    if problems:
+        lines = "\n".join(f"  {p.args[0]}" for p in problems)
+        raise ValueError(f"{len(problems)} bad command-line overrides:\n{lines}")
     logger.debug("checked %d command-line overrides", len(overrides))
