@@ -39,6 +39,14 @@ def run_bundle(
     return result
 
 
+def start_bundle(
+    run_id: str | None, configs: Sequence[str | Path], cwd: str | Path, log, **overrides
+) -> subprocess.Popen:
+    """``python -m monai.bundle run <run_id>`` started in the background, stdout and stderr to the open file ``log``."""
+    command = bundle_command(run_id, configs, overrides)
+    return subprocess.Popen(command, cwd=cwd, env=_env(), stdout=log, stderr=subprocess.STDOUT)
+
+
 def run_bundles(runs: Sequence[tuple[str | None, Sequence[str | Path], str | Path, Mapping]]) -> None:
     """Several ``run_bundle`` at once, each ``(run_id, configs, cwd, overrides)`` with no ``base``.
 

@@ -1,6 +1,7 @@
 """Bundle runs as MONAI bundles: a run records the config it ran with, inference and export read it back."""
 
 from wss_monai.bundle.config_files import ENGINE_FRAGMENTS, KINDS, bundle_configs
+from wss_monai.bundle.overrides import check_overrides
 from wss_monai.bundle.recipes import CONSTRAINT_DIMS, SIZE_BOUNDS, SizeRecipe, choose, size_recipe
 from wss_monai.bundle.record import (
     BEST_CHECKPOINT,
@@ -25,6 +26,7 @@ __all__ = [
     "SizeRecipe",
     "TrainedRun",
     "bundle_configs",
+    "check_overrides",
     "choose",
     "find_running_parser",
     "record_run_config",

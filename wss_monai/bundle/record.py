@@ -27,14 +27,13 @@ from __future__ import annotations
 import inspect
 import json
 import logging
-import os
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from monai.bundle import ConfigParser
 
+from wss_monai.utils.atomic import write_text_atomic
 from wss_monai.utils.distributed import is_main_process
 
 __all__ = [
@@ -95,21 +94,11 @@ def write_json_atomic(data: Any, path: str | Path) -> Path:
         TypeError: ``data`` holds a value JSON cannot represent; the message names its type and the file.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     try:
         text = json.dumps(data, indent=2)
     except TypeError as error:
         raise TypeError(f"cannot write {str(path)!r}: {error}") from error
-    handle, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "w") as f:
-            f.write(text + "\n")
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_text_atomic(text + "\n", path)
     return path
 
 

@@ -32,6 +32,7 @@ from typing import Any
 from monai.bundle import ConfigParser
 
 from wss_monai.bundle.record import BEST_CHECKPOINT, RUN_CONFIG
+from wss_monai.utils.config import check_checkpoint_file
 
 __all__ = ["TrainedRun"]
 
@@ -80,6 +81,7 @@ class TrainedRun:
 
         Raises:
             FileNotFoundError: the file is missing; the message names it and what was expected.
+            ValueError: the file is empty (a save that was killed) or not a torch checkpoint.
         """
         expected = self.run_dir / BEST_CHECKPOINT if path is None else Path(path)
         if not expected.is_file():
@@ -89,6 +91,7 @@ class TrainedRun:
                 else "ckpt_path must name a checkpoint file"
             )
             raise FileNotFoundError(f"checkpoint {str(expected)!r} not found: {what}; pass --ckpt_path to choose one")
+        check_checkpoint_file(expected, "checkpoint")
         return str(expected.resolve())
 
     def __repr__(self) -> str:

@@ -43,6 +43,9 @@ _EXPORTS = {
     "make_hybrid_datalist": "hybrid",
     "make_hybrid_acdc_datalist": "hybrid_acdc",
     "repeat_full_cases": "hybrid_acdc",
+    "InputFailures": "tolerant",
+    "SkipFailuresDataset": "tolerant",
+    "AtomicNibabelWriter": "writers",
 }
 
 __all__ = sorted(_EXPORTS)

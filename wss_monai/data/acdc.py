@@ -34,6 +34,7 @@ from pathlib import Path
 import numpy as np
 
 from wss_monai.data.checks import validate_cases
+from wss_monai.utils.atomic import write_text_atomic
 from wss_monai.utils.distributed import is_main_process
 
 __all__ = [
@@ -258,12 +259,14 @@ def make_split_datalist(
 
 
 def write_datalist(datalist: dict, output_json: str | Path) -> Path:
-    """Writes a datalist as indented JSON, creating the folder; returns the path (only rank 0 writes if distributed)."""
+    """Writes a datalist as indented JSON, creating the folder; returns the path (only rank 0 writes if distributed).
+
+    The file is replaced atomically: a reader, or a run killed meanwhile, never sees half of it.
+    """
     output_json = Path(output_json)
     if not is_main_process():
         return output_json
-    output_json.parent.mkdir(parents=True, exist_ok=True)
-    output_json.write_text(json.dumps(datalist, indent=2) + "\n")
+    write_text_atomic(json.dumps(datalist, indent=2) + "\n", output_json)
     logger.info("wrote %s", output_json)
     return output_json
 

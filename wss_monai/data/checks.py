@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import nibabel as nib
@@ -49,7 +50,23 @@ def assert_finite(array: Any, name: str) -> None:
 
 
 def _load(path: str) -> nib.spatialimages.SpatialImage:
-    return nib.load(str(path))
+    """The image header of ``path``; an unreadable file raises an error naming it."""
+    if not Path(path).is_file():
+        raise FileNotFoundError(f"{path} does not exist")
+    try:
+        return nib.load(str(path))
+    except Exception as error:
+        raise ValueError(f"cannot read {path}: {type(error).__name__}: {error}") from error
+
+
+def _data(image: nib.spatialimages.SpatialImage, path: str) -> np.ndarray:
+    """The voxels of ``image``; a truncated or corrupt file (EOFError, zlib errors) raises an error naming ``path``."""
+    try:
+        return np.asanyarray(image.dataobj)
+    except Exception as error:
+        raise ValueError(
+            f"cannot read the voxels of {path} (truncated or corrupt file?): {type(error).__name__}: {error}"
+        ) from error
 
 
 def _compare_geometry(
@@ -94,7 +111,8 @@ def check_case(case: dict, num_classes: int, scribble_unlabelled: int | None = 4
 
     Raises:
         ValueError: a required key is missing, image and label (or scribble) differ in shape or
-            affine, label or scribble values are out of range, or the image holds NaN/inf.
+            affine, label or scribble values are out of range, the image holds NaN/inf, or a file cannot be
+            read (a corrupt header, truncated voxels); the message names the file.
         EmptyScribbleError: the scribble has no annotated voxel.
         FileNotFoundError: a file does not exist.
     """
@@ -108,12 +126,12 @@ def check_case(case: dict, num_classes: int, scribble_unlabelled: int | None = 4
     image, label = _load(image_path), _load(label_path)
     _compare_geometry(image, image_path, label, label_path, "image/label", atol)
 
-    image_data = np.asanyarray(image.dataobj)
+    image_data = _data(image, image_path)
     assert_finite(image_data, f"image {image_path}")
     if image_data.size and np.ptp(image_data) == 0:
         warnings.append(f"image {image_path} is constant ({image_data.flat[0].item()})")
 
-    label_data = np.asanyarray(label.dataobj)
+    label_data = _data(label, label_path)
     label_values = np.unique(label_data)
     allowed = np.arange(num_classes)
     bad = label_values[~np.isin(label_values, allowed)]
@@ -127,7 +145,7 @@ def check_case(case: dict, num_classes: int, scribble_unlabelled: int | None = 4
         scribble_path = str(case["scribble"])
         scribble = _load(scribble_path)
         _compare_geometry(image, image_path, scribble, scribble_path, "image/scribble", atol)
-        scribble_data = np.asanyarray(scribble.dataobj)
+        scribble_data = _data(scribble, scribble_path)
         scribble_values = np.unique(scribble_data)
         allowed_scribble = allowed if scribble_unlabelled is None else np.append(allowed, scribble_unlabelled)
         bad = scribble_values[~np.isin(scribble_values, allowed_scribble)]

@@ -16,6 +16,7 @@ from monai.data import MetaTensor
 
 from wss_monai.metrics.trimap import trimap_metrics
 from wss_monai.metrics.volume import spacing_from_affine, volume_metrics
+from wss_monai.utils.atomic import atomic_path, write_text_atomic
 from wss_monai.utils.distributed import all_gather_object, is_distributed, is_main_process
 
 __all__ = ["CaseMetricsWriter", "PerCaseMetricsWriter", "summarise_rows"]
@@ -165,12 +166,12 @@ class PerCaseMetricsWriter(ABC):
         if self.output_dir is None or not is_main_process():
             return
         self.output_dir.mkdir(parents=True, exist_ok=True)
-        with open(self.output_dir / "metrics.csv", "w", newline="") as f:
+        with atomic_path(self.output_dir / "metrics.csv") as tmp, open(tmp, "w", newline="") as f:
             writer = csv.DictWriter(f, fieldnames=["case", *names])
             writer.writeheader()
             for row in self.rows:
                 writer.writerow({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in row.items()})
-        (self.output_dir / "summary.json").write_text(json.dumps(payload, indent=2, allow_nan=True))
+        write_text_atomic(json.dumps(payload, indent=2, allow_nan=True), self.output_dir / "summary.json")
         self.logger.info("wrote %s and %s", self.output_dir / "metrics.csv", self.output_dir / "summary.json")
 
 

@@ -12,6 +12,7 @@ from ignite.engine import Engine, Events
 from torch import nn
 
 from wss_monai.handlers.lagrangian import hook_constraint_values
+from wss_monai.utils.atomic import atomic_path
 from wss_monai.utils.distributed import all_gather_object, is_distributed, is_main_process
 
 __all__ = ["ConstraintMonitor"]
@@ -126,7 +127,7 @@ class ConstraintMonitor:
             return None
         self.output_dir.mkdir(parents=True, exist_ok=True)
         path = self.output_dir / "constraints.csv"
-        with open(path, "w", newline="") as f:
+        with atomic_path(path) as tmp, open(tmp, "w", newline="") as f:
             writer = csv.DictWriter(f, fieldnames=["epoch", "satisfied", "stability"])
             writer.writeheader()
             writer.writerows(self.history)

@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 from ignite.engine import Engine, Events
 
+from wss_monai.utils.atomic import write_text_atomic
 from wss_monai.utils.distributed import is_main_process
 
 __all__ = ["IterationTimer"]
@@ -62,4 +63,4 @@ class IterationTimer:
         )
         if self.output_dir is not None and is_main_process():
             self.output_dir.mkdir(parents=True, exist_ok=True)
-            (self.output_dir / "timing.json").write_text(json.dumps(summary, indent=2))
+            write_text_atomic(json.dumps(summary, indent=2), self.output_dir / "timing.json")

@@ -12,7 +12,7 @@ from wss_monai.transforms.bounds import SizeBounds, SizeBoundsd, common_size_bou
 from wss_monai.transforms.cues import CAMCues, CAMCuesd, CheckCueTagsd, cam_cues, check_cues_against_tags
 from wss_monai.transforms.depth_pad import DivisibleDepthPad, DivisibleDepthPadd, padded_depth
 from wss_monai.transforms.distance import SignedDistanceMap, SignedDistanceMapd, signed_distance
-from wss_monai.transforms.input_checks import CheckFinited, CheckLabelsd
+from wss_monai.transforms.input_checks import CheckFinited, CheckImageShaped, CheckLabelsd
 from wss_monai.transforms.moment_bounds import CentroidBounds, CentroidBoundsd, centroid_bounds
 from wss_monai.transforms.points import RandomPointDiscs, RandomPointDiscsd
 from wss_monai.transforms.predicted_bounds import PredictedSizeBounds, PredictedSizeBoundsd
@@ -45,6 +45,7 @@ __all__ = [
     "CentroidBoundsd",
     "centroid_bounds",
     "CheckFinited",
+    "CheckImageShaped",
     "CheckLabelsd",
     "DivisibleDepthPad",
     "DivisibleDepthPadd",

@@ -11,7 +11,7 @@ from monai.config import KeysCollection
 from monai.data import MetaTensor
 from monai.transforms import MapTransform
 
-__all__ = ["CheckFinited", "CheckLabelsd", "check_one_image_key", "source_name"]
+__all__ = ["CheckFinited", "CheckImageShaped", "CheckLabelsd", "check_one_image_key", "source_name"]
 
 
 def check_one_image_key(keys: tuple, output_key: Hashable = "output") -> None:
@@ -52,6 +52,57 @@ class CheckFinited(MapTransform):
                 raise ValueError(
                     f"{source_name(d[key], key)} holds {bad} NaN/inf values out of {values.numel()}; "
                     "clean or mask the intensities first"
+                )
+        return d
+
+
+class CheckImageShaped(MapTransform):
+    """Checks channel-first images ``(C, H, W, D)``: the number of spatial axes and of channels a network takes.
+
+    Placed after ``EnsureChannelFirstd``, it turns what would be a convolution's shape error deep in the
+    network (a 4D series given where a 3D volume was expected, a missing modality) into an error naming
+    the file.
+
+    Args:
+        keys: image keys.
+        num_channels: channels the network takes (``None``: any).
+        spatial_dims: spatial axes after the channel (3 for volumes).
+
+    Example:
+        >>> import torch
+        >>> CheckImageShaped("image", num_channels=1)({"image": torch.zeros(30, 8, 8, 4)})  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        ValueError: 'image' has 30 channels (shape (30, 8, 8, 4)) but the network takes 1; ...
+    """
+
+    def __init__(
+        self,
+        keys: KeysCollection,
+        num_channels: int | None = None,
+        spatial_dims: int = 3,
+        allow_missing_keys: bool = False,
+    ) -> None:
+        super().__init__(keys, allow_missing_keys)
+        if num_channels is not None and (isinstance(num_channels, bool) or int(num_channels) < 1):
+            raise ValueError(f"num_channels must be an integer >= 1 or None, got {num_channels!r}")
+        self.num_channels = None if num_channels is None else int(num_channels)
+        self.spatial_dims = int(spatial_dims)
+
+    def __call__(self, data: Mapping) -> dict:
+        d = dict(data)
+        for key in self.key_iterator(d):
+            shape = tuple(d[key].shape)
+            name = source_name(d[key], key)
+            if len(shape) != self.spatial_dims + 1:
+                raise ValueError(
+                    f"{name} has shape {shape}: expected a channel axis and {self.spatial_dims} spatial axes"
+                )
+            if self.num_channels is not None and shape[0] != self.num_channels:
+                raise ValueError(
+                    f"{name} has {shape[0]} channels (shape {shape}) but the network takes {self.num_channels}; "
+                    "a 4D series (time or modalities on the last axis) is read as channels: give one 3D volume "
+                    "per channel"
                 )
         return d
 
