@@ -342,3 +342,22 @@ def test_loss_stays_finite_at_huge_t_and_checks_its_inputs():
         BoxConstraintLoss(terms=["box"])
     with pytest.raises(ValueError, match=r"mode must be one of \('log_barrier', 'penalty'\), got 'lagrangian'"):
         BoxConstraintLoss(mode="lagrangian")
+
+
+def test_dense_crf_proposals_stay_inside_the_boxes():
+    from wss_monai.solvers import DenseCRFProblem, SolverPool, dense_crf_labels
+
+    rng = np.random.default_rng(0)
+    image = np.zeros((1, 12, 12), np.float32)
+    image[0, 3:9, 3:9] = 1.0
+    probs = np.stack([np.full((12, 12), 0.4), np.full((12, 12), 0.6)]).astype(np.float32)  # foreground everywhere
+    allowed = np.ones((2, 12, 12), bool)
+    allowed[1] = False
+    allowed[1, 2:10, 2:10] = True  # the box
+    problem = DenseCRFProblem(
+        "case 0 slice 0", probs, image + rng.normal(0, 0.05, image.shape).astype(np.float32), allowed
+    )
+    labels = dense_crf_labels(problem, sigma_xy=5.0, sigma_intensity=0.3)
+    assert labels[~allowed[1]].max() == 0 and labels[5, 5] == 1
+    with SolverPool(dense_crf_labels, workers=0) as pool:
+        np.testing.assert_array_equal(pool.solve([problem])[0], labels)

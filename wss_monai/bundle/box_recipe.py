@@ -19,8 +19,9 @@ from wss_monai.losses.boxes import BOX_MODES
 
 __all__ = ["BOX_LOSSES", "BOX_SOURCES", "BoxRecipe", "box_recipe"]
 
-BOX_LOSSES = ("prior", "masked_ce")
-"""Box supervision: the constraints of Kervadec et al. 2020, or cross-entropy (inside = class, outside = background)."""
+BOX_LOSSES = ("prior", "masked_ce", "deepcut")
+"""Box supervision: the constraints of Kervadec et al. 2020, cross-entropy (inside = class, outside = background),
+or DeepCut (cross-entropy on dense-CRF proposals refreshed every few epochs)."""
 BOX_SOURCES = ("label", "files")
 """Where the boxes come from: the full label (tight boxes, margin, jitter), or box files (JSON or box masks)."""
 
@@ -37,6 +38,10 @@ class BoxRecipe:
     @property
     def prior(self) -> bool:
         return self.box_loss == "prior"
+
+    @property
+    def deepcut(self) -> bool:
+        return self.box_loss == "deepcut"
 
     @property
     def from_files(self) -> bool:

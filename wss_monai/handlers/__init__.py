@@ -1,6 +1,7 @@
 from wss_monai.handlers.boundary_schedule import BOUNDARY_SCHEDULE_MODES, BoundaryWeightSchedule
 from wss_monai.handlers.case_metrics import CaseMetricsWriter, PerCaseMetricsWriter, summarise_rows
 from wss_monai.handlers.constraint_monitor import ConstraintMonitor
+from wss_monai.handlers.deepcut import DeepCutProposals
 from wss_monai.handlers.epoch_loss import EpochLossHistory
 from wss_monai.handlers.lagrangian import DualAscentHandler, DualVariables, hook_constraint_values
 from wss_monai.handlers.lesion_case_metrics import LESION_COLUMNS, LesionMetricsWriter
@@ -15,6 +16,7 @@ from wss_monai.handlers.weight_ramp import LossWeightRamp
 __all__ = [
     "GeometricSchedule",
     "TrustRegionProposals",
+    "DeepCutProposals",
     "BOUNDARY_SCHEDULE_MODES",
     "BoundaryWeightSchedule",
     "CaseMetricsWriter",
