@@ -344,20 +344,20 @@ def test_loss_stays_finite_at_huge_t_and_checks_its_inputs():
         BoxConstraintLoss(mode="lagrangian")
 
 
-def test_dense_crf_proposals_stay_inside_the_boxes():
+def test_dense_crf_proposals_stay_inside_the_boxes_and_follow_the_edges():
     from wss_monai.solvers import DenseCRFProblem, SolverPool, dense_crf_labels
 
     rng = np.random.default_rng(0)
     image = np.zeros((1, 12, 12), np.float32)
-    image[0, 3:9, 3:9] = 1.0
-    probs = np.stack([np.full((12, 12), 0.4), np.full((12, 12), 0.6)]).astype(np.float32)  # foreground everywhere
+    image[0, 3:9, 3:9] = 1.0  # a bright object
+    foreground = np.full((12, 12), 0.6, np.float32)  # the network: foreground everywhere, surer on the object
+    foreground[3:9, 3:9] = 0.9
     allowed = np.ones((2, 12, 12), bool)
     allowed[1] = False
-    allowed[1, 2:10, 2:10] = True  # the box
-    problem = DenseCRFProblem(
-        "case 0 slice 0", probs, image + rng.normal(0, 0.05, image.shape).astype(np.float32), allowed
-    )
+    allowed[1, 2:10, 2:10] = True  # the box, one pixel of dark margin around the object
+    noisy = image + rng.normal(0, 0.05, image.shape).astype(np.float32)
+    problem = DenseCRFProblem("case 0 slice 0", np.stack([1 - foreground, foreground]), noisy, allowed)
     labels = dense_crf_labels(problem, sigma_xy=5.0, sigma_intensity=0.3)
-    assert labels[~allowed[1]].max() == 0 and labels[5, 5] == 1
-    with SolverPool(dense_crf_labels, workers=0) as pool:
+    np.testing.assert_array_equal(labels, image[0].astype(np.int64))  # outside the box: forbidden; the dark rim: cut
+    with SolverPool(dense_crf_labels, workers=0, sigma_xy=5.0, sigma_intensity=0.3) as pool:
         np.testing.assert_array_equal(pool.solve([problem])[0], labels)

@@ -13,7 +13,7 @@ Example:
     >>> allowed = np.ones((2, 4, 4), bool)
     >>> allowed[1, :, 2:] = False                         # class 1 only in the left half
     >>> problem = DenseCRFProblem("demo", probs, np.zeros((1, 4, 4), np.float32), allowed)
-    >>> dense_crf_labels(problem)[:, 2:].max()
+    >>> int(dense_crf_labels(problem)[:, 2:].max())
     0
 """
 
