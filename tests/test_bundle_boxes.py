@@ -141,7 +141,7 @@ def test_box_recipe_on_acdc_in_3d_needs_the_whole_volume_profile(tmp_path):
     parser = config_parser(bundle_configs("acdc", BOXES), box_loss="boxes", **common)
     with pytest.raises(Exception) as info:
         parser.get_parsed_content("box_recipe")
-    assert re.search(r"box_loss must be one of \('prior', 'masked_ce'\), got 'boxes'", error_chain(info.value))
+    assert re.search(r"box_loss must be one of \('prior', 'masked_ce', 'deepcut'\), got 'boxes'", error_chain(info.value))
 
 
 # ---------------------------------------------------------------------------------------------- runs
@@ -199,5 +199,7 @@ def test_size_and_deepcut_recipes_run_on_promise12(phantoms, tmp_path):
     assert (tmp_path / "size/models/model_final.pt").is_file()
     final = torch.load(tmp_path / "deepcut/models/model_final.pt", weights_only=False)
     assert final["deepcut"]["refreshes"] == 1  # proposals of epoch 2, solved in a worker process
-    proposals = final["deepcut"]["proposals"]
-    assert len(proposals) == 3 and all(set(p.unique().tolist()) <= {0, 1} for p in proposals.values())
+    proposals = final["deepcut"]["proposals"]  # one per training volume, every slice solved
+    training = json.loads((tmp_path / "deepcut/datalist.json").read_text())["training"]
+    assert len(proposals) == len(training) == 2
+    assert all(set(p.unique().tolist()) <= {0, 1} for p in proposals.values())
