@@ -110,12 +110,13 @@ def test_atlas_r11_masks_are_or_fused_and_the_bids_layout_is_read(tmp_path):
 # ---------------------------------------------------------------------------------------------- configs
 
 
+@pytest.mark.parametrize("with_boxes", [False, True], ids=["full", "boxes"])
 @pytest.mark.parametrize("bundle", ["promise12", "atlas"])
-def test_metadata_passes_and_train_configs_pass_monai_property_checks(bundle, phantoms, tmp_path):
+def test_metadata_passes_and_train_configs_pass_monai_property_checks(bundle, with_boxes, phantoms, tmp_path):
     meta_file = ROOT / f"bundles/{bundle}/configs/metadata.json"
     verify_metadata(meta_file=str(meta_file), filepath=str(ROOT / "bundles/schema/meta_schema.json"))
     out = json.loads(meta_file.read_text())["network_data_format"]["outputs"]["pred"]["channel_def"]
-    files = [str(f) for f in bundle_configs(bundle, BOXES)]
+    files = [str(f) for f in bundle_configs(bundle, *([BOXES] if with_boxes else []))]
     workflow = ConfigWorkflow(config_file=files, workflow_type="train", logging_file=False, output_dir=str(tmp_path),
                               dataset_dir=str(phantoms[bundle]), **SMALL)  # fmt: skip
     workflow.initialize()
@@ -141,7 +142,9 @@ def test_box_recipe_on_acdc_in_3d_needs_the_whole_volume_profile(tmp_path):
     parser = config_parser(bundle_configs("acdc", BOXES), box_loss="boxes", **common)
     with pytest.raises(Exception) as info:
         parser.get_parsed_content("box_recipe")
-    assert re.search(r"box_loss must be one of \('prior', 'masked_ce', 'deepcut'\), got 'boxes'", error_chain(info.value))
+    assert re.search(
+        r"box_loss must be one of \('prior', 'masked_ce', 'deepcut'\), got 'boxes'", error_chain(info.value)
+    )
 
 
 # ---------------------------------------------------------------------------------------------- runs
