@@ -172,6 +172,7 @@ def trained(phantoms, tmp_path_factory):
     return runs
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("bundle", ["promise12", "atlas"])
 def test_box_training_checkpoints_the_log_barrier_and_inference_writes_files(bundle, trained, phantoms, tmp_path):
     run = trained[bundle]
@@ -191,6 +192,7 @@ def test_box_training_checkpoints_the_log_barrier_and_inference_writes_files(bun
         assert set(np.unique(np.asarray(pred.dataobj)).tolist()) <= {0, 1}
 
 
+@pytest.mark.slow
 def test_size_and_deepcut_recipes_run_on_promise12(phantoms, tmp_path):
     run_bundles([
         ("training", bundle_configs("promise12", QUICK["promise12"], SIZE), tmp_path,
