@@ -1,5 +1,6 @@
 """Bundle runs as MONAI bundles: a run records the config it ran with, inference and export read it back."""
 
+from wss_monai.bundle.box_recipe import BOX_LOSSES, BOX_SOURCES, BoxRecipe, box_recipe
 from wss_monai.bundle.config_files import ENGINE_FRAGMENTS, KINDS, bundle_configs
 from wss_monai.bundle.overrides import check_overrides
 from wss_monai.bundle.recipes import CONSTRAINT_DIMS, SIZE_BOUNDS, SizeRecipe, choose, size_recipe
@@ -15,6 +16,10 @@ from wss_monai.bundle.record import (
 from wss_monai.bundle.trained_run import TrainedRun
 
 __all__ = [
+    "BOX_LOSSES",
+    "BOX_SOURCES",
+    "BoxRecipe",
+    "box_recipe",
     "BEST_CHECKPOINT",
     "CONSTRAINT_DIMS",
     "ENGINE_FRAGMENTS",

@@ -29,7 +29,7 @@ from wss_monai.paths import bundle_dir, repository_root
 
 __all__ = ["ENGINE_FRAGMENTS", "KINDS", "bundle_configs"]
 
-ENGINE_FRAGMENTS: dict[str, tuple[str, ...]] = {"isles": ("lesion",), "wmh": ("lesion",)}
+ENGINE_FRAGMENTS: dict[str, tuple[str, ...]] = {"isles": ("lesion",), "wmh": ("lesion",), "atlas": ("lesion",)}
 """Per bundle, the engine fragments (``configs/engine/<name>.yaml``) merged after ``configs/engine/train.yaml``."""
 
 KINDS = ("train", "evaluate", "multi_gpu_train", "inference")

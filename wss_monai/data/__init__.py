@@ -9,6 +9,10 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
+from wss_monai.data.image_readers import register_readers
+
+register_readers()  # MetaImage (.mhd) through SimpleITK for every LoadImage
+
 _EXPORTS = {
     "find_acdc_cases": "acdc",
     "make_acdc_datalist": "acdc",
@@ -46,6 +50,15 @@ _EXPORTS = {
     "InputFailures": "tolerant",
     "SkipFailuresDataset": "tolerant",
     "AtomicNibabelWriter": "writers",
+    "SimpleITKReader": "image_readers",
+    "find_promise12_cases": "promise12",
+    "find_promise12_inputs": "promise12",
+    "make_promise12_datalist": "promise12",
+    "make_promise12_phantoms": "prostate_phantoms",
+    "find_atlas_cases": "atlas",
+    "find_atlas_inputs": "atlas",
+    "make_atlas_datalist": "atlas",
+    "make_atlas_phantoms": "atlas_phantoms",
 }
 
 __all__ = sorted(_EXPORTS)

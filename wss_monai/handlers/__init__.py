@@ -2,6 +2,7 @@ from wss_monai.handlers.boundary_schedule import BOUNDARY_SCHEDULE_MODES, Bounda
 from wss_monai.handlers.case_metrics import CaseMetricsWriter, PerCaseMetricsWriter, summarise_rows
 from wss_monai.handlers.checkpoint import AtomicDiskSaver, SafeCheckpointSaver
 from wss_monai.handlers.constraint_monitor import ConstraintMonitor
+from wss_monai.handlers.deepcut import DeepCutProposals
 from wss_monai.handlers.epoch_loss import EpochLossHistory
 from wss_monai.handlers.final_validation import FinalValidation
 from wss_monai.handlers.lagrangian import DualAscentHandler, DualVariables, hook_constraint_values
@@ -20,6 +21,7 @@ __all__ = [
     "SafeCheckpointSaver",
     "GeometricSchedule",
     "TrustRegionProposals",
+    "DeepCutProposals",
     "BOUNDARY_SCHEDULE_MODES",
     "BoundaryWeightSchedule",
     "CaseMetricsWriter",

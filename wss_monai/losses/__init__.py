@@ -3,6 +3,7 @@
 from wss_monai.losses.adm import ADMLoss
 from wss_monai.losses.base import WeakLoss, reduce_per_image
 from wss_monai.losses.boundary import BoundaryLoss
+from wss_monai.losses.boxes import BOX_MODES, BOX_TERMS, BoxConstraintLoss
 from wss_monai.losses.composite import CompositeLoss, TargetLoss
 from wss_monai.losses.constraints import (
     CONSTRAINT_MODES,
@@ -36,6 +37,9 @@ from wss_monai.losses.supervision_switch import SupervisionSwitchLoss, supervisi
 from wss_monai.losses.trust_region import RobustTrustRegionLoss, robust_trust_region_loss
 
 __all__ = [
+    "BOX_MODES",
+    "BOX_TERMS",
+    "BoxConstraintLoss",
     "DenseCRFLoss",
     "GatedCRFLoss",
     "GridPottsLoss",

@@ -1,4 +1,4 @@
-"""Weak-label transforms: scribbles, points, tags (from labels or files), SEC localisation cues, size bounds,
+"""Weak-label transforms: scribbles, points, boxes, tags (from labels or files), SEC localisation cues, size bounds,
 real scribble files; load-time checks;
 depth padding with a fill value per key (whole-volume 3D training).
 
@@ -9,6 +9,19 @@ seeded with ``set_random_state``. Weak maps hold a class index where annotated a
 """
 
 from wss_monai.transforms.bounds import SizeBounds, SizeBoundsd, common_size_bounds
+from wss_monai.transforms.box_files import BoxFilesd, attach_box_files, read_box_json, read_box_mask
+from wss_monai.transforms.box_segments import BoxTable, Segments, box_segments, boxes_from_ids, sub_box_sums
+from wss_monai.transforms.boxes import (
+    BoundingBoxes,
+    BoundingBoxesd,
+    BoxIds,
+    BoxIdsd,
+    BoxTarget,
+    BoxTargetd,
+    boxes_to_ids,
+    check_boxes,
+    tight_boxes,
+)
 from wss_monai.transforms.cues import CAMCues, CAMCuesd, CheckCueTagsd, cam_cues, check_cues_against_tags
 from wss_monai.transforms.depth_pad import DivisibleDepthPad, DivisibleDepthPadd, padded_depth
 from wss_monai.transforms.distance import SignedDistanceMap, SignedDistanceMapd, signed_distance
@@ -31,6 +44,24 @@ from wss_monai.transforms.tag_files import TagsFromFile, TagsFromFiled, case_nam
 from wss_monai.transforms.tags import ImageTags, ImageTagsd
 
 __all__ = [
+    "BoundingBoxes",
+    "BoundingBoxesd",
+    "BoxFilesd",
+    "BoxIds",
+    "BoxIdsd",
+    "BoxTable",
+    "BoxTarget",
+    "BoxTargetd",
+    "Segments",
+    "attach_box_files",
+    "box_segments",
+    "boxes_from_ids",
+    "boxes_to_ids",
+    "check_boxes",
+    "read_box_json",
+    "read_box_mask",
+    "sub_box_sums",
+    "tight_boxes",
     "UnlabelledLike",
     "UnlabelledLiked",
     "CAMCues",

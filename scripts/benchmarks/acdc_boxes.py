@@ -1,0 +1,166 @@
+"""Bounding boxes on ACDC: the box prior at margin 0 and 10, masked CE, DeepCut and full labels, 2D and 3D boxes.
+
+For every method: ``python -m monai.bundle run training`` (acdc bundle + ``configs/supervision/boxes.yaml``
+with the method's parameters), then ``run inferring`` on the images of the chosen split (held-out
+**test** patients by default: never trained on, never used to choose a setting), then each prediction
+is scored against its ground truth in 3D (Dice and HD95 in mm per class, from the label's affine),
+with the mean seconds per training epoch as a ratio to full supervision's. The 3D-box methods train a
+3D network on whole volumes (``configs/profiles/whole_volumes_3d.yaml``); full supervision is run both
+ways to compare them with the matching reference.
+
+    python scripts/benchmarks/acdc_boxes.py --dataset_dir ../shared/data/acdc --output_dir runs/bench_boxes \
+        --max_epochs 25
+    python scripts/benchmarks/acdc_boxes.py --dataset_dir ../shared/data/acdc --methods "box prior" "full"
+
+Step costs, measured side by side, come from ``scripts/benchmarks/box_loss_overhead.py``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import re
+import statistics
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+
+from wss_monai.bundle import bundle_configs
+from wss_monai.metrics.volume import spacing_from_affine, volume_metrics
+from wss_monai.utils.bundle_runs import bundle_command, run_logged
+
+ROOT = Path(__file__).resolve().parents[2]
+CLASSES = ("background", "rv", "myo", "lv")
+BOXES = "configs/supervision/boxes.yaml"
+WHOLE = "configs/profiles/whole_volumes_3d.yaml"
+METHODS = {  # configs, overrides
+    "box prior": ([BOXES], {"box_margin": 0}),
+    "box prior, margin 10": ([BOXES], {"box_margin": 10}),
+    "masked CE": ([BOXES], {"box_loss": "masked_ce"}),
+    "masked CE, margin 10": ([BOXES], {"box_loss": "masked_ce", "box_margin": 10}),
+    "DeepCut": ([BOXES], {"box_loss": "deepcut"}),
+    "DeepCut, margin 10": ([BOXES], {"box_loss": "deepcut", "box_margin": 10}),
+    "full": (["configs/supervision/full.yaml"], {}),
+    "box prior 3D": ([BOXES, WHOLE], {"box_dims": 3}),
+    "masked CE 3D": ([BOXES, WHOLE], {"box_dims": 3, "box_loss": "masked_ce"}),
+    "full 3D": (["configs/supervision/full.yaml", WHOLE], {}),
+}
+EPOCH_TIME = re.compile(r"WeakSupervisionTrainer: Epoch\[\d+\] Complete\. Time taken: (\d+):(\d+):([\d.]+)")
+logger = logging.getLogger("benchmark.acdc_boxes")
+
+
+def slug(name: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "_", name.lower()).strip("_")
+
+
+def run_method(name: str, args: argparse.Namespace) -> Path:
+    """Trains one method and segments the split's images through the bundle commands; returns the run folder."""
+    out = Path(args.output_dir).resolve() / slug(name)
+    files, extra = METHODS[name]
+    configs = bundle_configs("acdc", *files)
+    common = {
+        "dataset_dir": Path(args.dataset_dir).resolve(),
+        "output_dir": out,
+        "seed": args.seed,
+        "num_validation": args.num_validation,
+        "num_test": args.num_test,
+        "spatial_size": args.spatial_size,
+        "batch_size": args.batch_size if WHOLE not in files else 2,
+        "learning_rate": args.learning_rate,
+        **extra,
+    }
+    if not (out / "models/model_final.pt").is_file():  # finished runs are reused: delete a folder to redo it
+        train = {**common, "max_epochs": args.max_epochs, "val_interval": args.max_epochs}
+        run_logged(bundle_command("training", configs, train), out / "log.txt", cwd=ROOT)
+    cases = json.loads((out / "datalist.json").read_text())[args.split]
+    inputs = out / f"{args.split}_images"
+    inputs.mkdir(exist_ok=True)
+    for case in cases:
+        link = inputs / Path(case["image"]).name
+        if not link.exists():
+            link.symlink_to(case["image"])
+    predictions = out / f"predictions_{args.split}"
+    if len(list(predictions.glob("*_seg.nii.gz"))) < len(cases):
+        infer = {
+            "run_dir": out,
+            "input_dir": inputs,
+            "output_dir": predictions,
+            "ckpt_path": out / "models/model_final.pt",
+        }
+        run_logged(
+            bundle_command("inferring", bundle_configs("acdc", kind="inference"), infer), out / "log.txt", cwd=ROOT
+        )
+    return out
+
+
+def epoch_seconds(out: Path) -> float:
+    times = [int(h) * 3600 + int(m) * 60 + float(s) for h, m, s in EPOCH_TIME.findall((out / "log.txt").read_text())]
+    return statistics.median(times) if times else float("nan")
+
+
+def score(out: Path, args: argparse.Namespace) -> dict:
+    """Mean per-class 3D Dice and HD95 over the split's cases, and the median epoch time."""
+    rows = []
+    for case in json.loads((out / "datalist.json").read_text())[args.split]:
+        label_image = nib.load(case["label"])
+        label = np.asarray(label_image.dataobj).astype(np.int64)
+        stem = Path(case["image"]).name.split(".")[0]
+        pred = np.asarray(nib.load(out / f"predictions_{args.split}" / f"{stem}_seg.nii.gz").dataobj).astype(np.int64)
+        rows.append(volume_metrics(pred, label, CLASSES, spacing_from_affine(label_image.affine)))
+    summary = {key: float(np.nanmean([r[key] for r in rows])) for key in rows[0]}
+    summary["mean_dice"] = statistics.mean(summary[f"dice_{c}"] for c in CLASSES[1:])
+    summary["mean_hd95"] = statistics.mean(summary[f"hd95_{c}"] for c in CLASSES[1:])
+    summary["cases"], summary["s_per_epoch"] = len(rows), epoch_seconds(out)
+    (out / f"scores_{args.split}.json").write_text(json.dumps({"summary": summary, "cases": rows}, indent=2))
+    return summary
+
+
+def format_table(rows: dict[str, dict]) -> str:
+    lines = [
+        "| method | RV | MYO | LV | mean Dice | % of full | mean HD95 (mm) | epoch time / full |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for name, r in rows.items():
+        full = rows.get("full 3D" if "3D" in name else "full")
+        share = f"{r['mean_dice'] / full['mean_dice']:.0%}" if full and full["mean_dice"] > 0 else "-"
+        ratio = f"{r['s_per_epoch'] / full['s_per_epoch']:.2f}" if full else f"{r['s_per_epoch']:.1f} s"
+        lines.append(
+            f"| {name} | {r['dice_rv']:.3f} | {r['dice_myo']:.3f} | {r['dice_lv']:.3f} | {r['mean_dice']:.3f} "
+            f"| {share} | {r['mean_hd95']:.1f} | {ratio} |"
+        )
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> str:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--dataset_dir", required=True)
+    parser.add_argument("--output_dir", default="runs/bench_boxes")
+    parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=list(METHODS))
+    parser.add_argument("--split", default="test", choices=["validation", "test"])
+    parser.add_argument("--max_epochs", type=int, default=25)
+    parser.add_argument("--spatial_size", type=int, default=128)
+    parser.add_argument("--batch_size", type=int, default=16)
+    parser.add_argument("--learning_rate", type=float, default=0.002)
+    parser.add_argument("--num_validation", type=int, default=15)
+    parser.add_argument("--num_test", type=int, default=20)
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S"
+    )
+    rows = {}
+    for name in args.methods:
+        rows[name] = score(run_method(name, args), args)
+        logger.info("%s: mean Dice %.3f on %d %s cases", name, rows[name]["mean_dice"], rows[name]["cases"], args.split)
+    table = format_table(rows)
+    out = Path(args.output_dir)
+    (out / f"results_{args.split}.md").write_text(table + "\n")
+    (out / f"results_{args.split}.json").write_text(json.dumps(rows, indent=2))
+    print(table)
+    return table
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,363 @@
+"""Box transforms, box segments and the box constraint loss: hand-checked cases, 2D and 3D, gradients, bad input."""
+
+import json
+import math
+import re
+
+import nibabel as nib
+import numpy as np
+import pytest
+import torch
+from monai.data import MetaTensor
+
+from wss_monai.losses import BoxConstraintLoss, log_barrier_extension
+from wss_monai.transforms import (
+    BoundingBoxes,
+    BoundingBoxesd,
+    BoxFilesd,
+    BoxIds,
+    BoxTarget,
+    attach_box_files,
+    box_segments,
+    boxes_from_ids,
+    boxes_to_ids,
+    read_box_json,
+    read_box_mask,
+    sub_box_sums,
+)
+
+# ---------------------------------------------------------------------------------------------- segments
+
+
+def _cover_counts(lo, hi, seg, shape):
+    """Per axis, how many segments of that axis cover each voxel of ``shape`` (dense, for the test only)."""
+    counts = np.zeros((len(shape), *shape), int)
+    for a, low, high in zip(seg.axis.tolist(), seg.lo.tolist(), seg.hi.tolist()):
+        counts[(a, *(slice(x, y) for x, y in zip(low, high)))] += 1
+    return counts
+
+
+def test_segments_of_a_2d_box_by_hand():
+    lo, hi = torch.tensor([[1, 2]]), torch.tensor([[12, 5]])  # 11 rows x 3 columns, w = 5
+    seg = box_segments(lo, hi, width=5)
+    assert seg.axis.tolist() == [0, 0, 0, 1]
+    assert seg.lo.tolist() == [[1, 2], [6, 2], [11, 2], [1, 2]]
+    assert seg.hi.tolist() == [[6, 5], [11, 5], [12, 5], [12, 5]]
+    assert seg.target.tolist() == [5, 5, 1, 3]  # the last partial band (row 11) is kept, with target 1
+
+
+@pytest.mark.parametrize(
+    "shape, lo, hi",
+    [((9, 13), [[0, 1], [3, 4]], [[9, 6], [7, 13]]), ((7, 8, 6), [[0, 1, 2], [2, 0, 0]], [[7, 8, 3], [5, 3, 6]])],
+)
+@pytest.mark.parametrize("width", [1, 2, 5])
+def test_segments_cover_each_box_exactly_once_per_axis(shape, lo, hi, width):
+    lo, hi = torch.tensor(lo), torch.tensor(hi)
+    seg = box_segments(lo, hi, width)
+    for g in range(len(lo)):
+        mine = seg.box == g
+        sub = type(seg)(*(t[mine] for t in seg))
+        counts = _cover_counts(lo[g], hi[g], sub, shape)
+        inside = np.zeros(shape, bool)
+        inside[tuple(slice(a, b) for a, b in zip(lo[g].tolist(), hi[g].tolist()))] = True
+        for axis in range(len(shape)):
+            assert (counts[axis][inside] == 1).all() and (counts[axis][~inside] == 0).all()
+        assert ((sub.hi - sub.lo)[torch.arange(len(sub.axis)), sub.axis] == sub.target).all()
+        assert (sub.target <= width).all()
+
+
+def test_segments_reject_empty_boxes_and_bad_width():
+    with pytest.raises(ValueError, match=r"box 1 is empty: lo \[2, 2\], hi \[2, 5\]"):
+        box_segments(torch.tensor([[0, 0], [2, 2]]), torch.tensor([[3, 3], [2, 5]]))
+    with pytest.raises(ValueError, match="width must be an integer >= 1, got 0"):
+        box_segments(torch.tensor([[0, 0]]), torch.tensor([[3, 3]]), width=0)
+
+
+@pytest.mark.parametrize("shape", [(2, 6, 7), (2, 5, 4, 6)])
+def test_sub_box_sums_match_direct_sums_and_their_gradient(shape):
+    torch.manual_seed(0)
+    values = torch.rand(shape, dtype=torch.float64, requires_grad=True)
+    dims = len(shape) - 1
+    lo = torch.stack([torch.randint(0, s - 1, (20,)) for s in shape[1:]], 1)
+    hi = lo + torch.stack([torch.randint(1, s - int(first.max()), (20,)) for s, first in zip(shape[1:], lo.T)], 1)
+    hi = torch.minimum(hi, torch.tensor(shape[1:]))
+    row = torch.randint(0, shape[0], (20,))
+    sums = sub_box_sums(values, row, lo, hi)
+    direct = torch.stack(
+        [
+            values[(r, *(slice(a, b) for a, b in zip(low, high)))].sum()
+            for r, low, high in zip(row.tolist(), lo.tolist(), hi.tolist())
+        ]
+    )
+    torch.testing.assert_close(sums, direct)
+    assert dims in (2, 3)
+    (grad,) = torch.autograd.grad(sums.sum(), values)
+    (direct_grad,) = torch.autograd.grad(direct.sum(), values)
+    torch.testing.assert_close(grad, direct_grad)
+
+
+def test_boxes_from_ids_by_hand():
+    ids = torch.zeros(2, 2, 5, 6)
+    ids[0, 0, 1:3, 2:5] = 1
+    ids[0, 0, 4, 0] = 2
+    ids[1, 1, 0:5, 5] = 3
+    ids[1, 1, 0, 0] = -1  # padding: outside
+    table = boxes_from_ids(ids)
+    assert table.row.tolist() == [0, 0, 3]
+    assert table.lo.tolist() == [[1, 2], [4, 0], [0, 5]]
+    assert table.hi.tolist() == [[3, 5], [5, 1], [5, 6]]
+    assert table.count.tolist() == [6, 1, 5]
+
+
+# ---------------------------------------------------------------------------------------------- transforms
+
+
+def _label_2d():
+    label = np.zeros((1, 10, 12), np.int64)
+    label[0, 2:5, 3:9] = 1
+    label[0, 7:9, 1:3] = 1  # a second component of class 1
+    label[0, 3:6, 4:6] = 2
+    return label
+
+
+def test_tight_boxes_one_per_component_and_class():
+    boxes = BoundingBoxes(num_classes=3)(_label_2d())
+    assert boxes.tolist() == [[1, 2, 3, 5, 9], [1, 7, 1, 9, 3], [2, 3, 4, 6, 6]]
+
+
+def test_boxes_2d_per_slice_and_3d_per_volume():
+    label = np.zeros((1, 6, 6, 3), np.int64)
+    label[0, 1:3, 1:4, 0] = 1
+    label[0, 2:5, 2:3, 2] = 1
+    per_slice = BoundingBoxes(num_classes=2, box_dims=2)(label)
+    assert per_slice.tolist() == [[1, 1, 1, 0, 3, 4, 1], [1, 2, 2, 2, 5, 3, 3]]
+    per_volume = BoundingBoxes(num_classes=2, box_dims=3)(label)
+    assert per_volume.tolist() == [[1, 1, 1, 0, 3, 4, 1], [1, 2, 2, 2, 5, 3, 3]]  # two 3D components
+    label[0, 2, 2, 1] = 1  # joins them through slice 1
+    assert BoundingBoxes(num_classes=2, box_dims=3)(label).tolist() == [[1, 1, 1, 0, 5, 4, 3]]
+
+
+def test_margin_is_clipped_to_the_image_and_depth_sides_stay_in_2d():
+    label = np.zeros((1, 8, 8, 2), np.int64)
+    label[0, 0:2, 5:7, 1] = 1
+    assert BoundingBoxes(num_classes=2, margin=3)(label).tolist() == [[1, 0, 2, 1, 5, 8, 2]]
+    assert BoundingBoxes(num_classes=2, margin=3, box_dims=3)(label).tolist() == [[1, 0, 2, 0, 5, 8, 2]]
+
+
+def test_jitter_is_seeded_per_file_and_stays_in_range():
+    label = MetaTensor(torch.as_tensor(_label_2d()), meta={"filename_or_obj": "/data/case1.nii.gz"})
+    a = BoundingBoxes(num_classes=3, jitter=2, seed=1)(label)
+    b = BoundingBoxes(num_classes=3, jitter=2, seed=1)(label)
+    c = BoundingBoxes(num_classes=3, jitter=2, seed=2)(label)
+    tight = BoundingBoxes(num_classes=3)(label)
+    np.testing.assert_array_equal(a, b)
+    assert not np.array_equal(a, c)
+    assert np.abs(a - tight).max() <= 2 and (a[:, 3:] > a[:, 1:3]).all()
+
+
+def test_dictionary_version_does_not_mutate_its_input():
+    data = {"label": _label_2d()}
+    before = data["label"].copy()
+    out = BoundingBoxesd(keys="label", num_classes=3, margin=1)(data)
+    np.testing.assert_array_equal(data["label"], before)
+    assert out["boxes"].shape == (3, 5)
+
+
+def test_box_ids_join_overlapping_boxes_of_one_class_and_keep_classes_apart():
+    boxes = np.array([[1, 0, 0, 3, 3], [1, 2, 2, 5, 5], [1, 7, 7, 8, 8], [2, 1, 1, 4, 4]])
+    ids = BoxIds(num_classes=3)(boxes, np.zeros((1, 9, 9)))
+    assert ids.shape == (2, 9, 9)
+    assert set(np.unique(ids[0])) == {0, 1, 2}
+    table = boxes_from_ids(torch.as_tensor(ids)[None])
+    assert table.lo.tolist() == [[0, 0], [7, 7], [1, 1]] and table.hi.tolist() == [[5, 5], [8, 8], [4, 4]]
+    assert table.count.tolist() == [9 + 9 - 1, 1, 9]  # the union's voxels, not its bounding box's
+
+
+def test_box_ids_are_unique_per_volume_in_2d_mode():
+    boxes = np.array([[1, 0, 0, 0, 2, 2, 1], [1, 0, 0, 1, 2, 2, 2]])  # the same 2D box in slices 0 and 1
+    ids = boxes_to_ids(boxes, (4, 4, 2), num_classes=2, box_dims=2)
+    assert ids[0, 0, 0, 0] != ids[0, 0, 0, 1]
+    assert boxes_to_ids(boxes, (4, 4, 2), num_classes=2, box_dims=3)[0, 0, 0].tolist() == [1, 1]
+
+
+def test_box_target_inside_outside_and_the_smaller_box_wins():
+    ids = np.zeros((2, 6, 6), np.float32)
+    ids[0, 0:5, 0:5] = 1
+    ids[1, 1:3, 1:3] = 1
+    ids[1, 5, 5] = -1
+    target = BoxTarget()(ids)[0]
+    assert target[0, 0] == 1 and target[1, 1] == 2 and target[4, 4] == 1 and target[0, 5] == 0
+    assert target[5, 5] == -1
+
+
+# ---------------------------------------------------------------------------------------------- box files
+
+
+def _nifti(path, array, affine=None):
+    nib.save(nib.Nifti1Image(array, np.eye(4) if affine is None else affine), str(path))
+    return str(path)
+
+
+def test_json_boxes_are_read_and_bad_ones_named(tmp_path):
+    good = tmp_path / "a_boxes.json"
+    good.write_text(json.dumps({"boxes": [{"class": 1, "box": [1, 2, 0, 4, 6, 1]}]}))
+    assert read_box_json(good, (8, 8, 2), 2).tolist() == [[1, 1, 2, 0, 4, 6, 1]]
+    cases = {
+        "outside": (
+            [{"class": 1, "box": [1, 2, 0, 9, 6, 1]}],
+            r"box 0 \[1, 1, 2, 0, 9, 6, 1\] lies partly outside the image of shape \(8, 8, 2\)",
+        ),
+        "zero": (
+            [{"class": 1, "box": [0, 0, 0, 4, 4, 1]}, {"class": 1, "box": [3, 2, 0, 3, 6, 1]}],
+            r"box 1 \[1, 3, 2, 0, 3, 6, 1\] has zero width on axis 0",
+        ),
+        "class": ([{"class": 0, "box": [0, 0, 0, 4, 4, 1]}], r"box 0 .* has class 0, not a foreground class 1..1"),
+        "shape": ([{"class": 1, "box": [0, 0, 4, 4]}], r"box 0 must be .*\[6 integers\]"),
+    }
+    for name, (entries, message) in cases.items():
+        path = tmp_path / f"{name}_boxes.json"
+        path.write_text(json.dumps({"boxes": entries}))
+        with pytest.raises(ValueError, match=re.escape(str(path)) + ".*" + message):
+            read_box_json(path, (8, 8, 2), 2)
+    broken = tmp_path / "broken_boxes.json"
+    broken.write_text('{"boxes": [')
+    with pytest.raises(ValueError, match=re.escape(f"box file {broken} is not readable JSON")):
+        read_box_json(broken, (8, 8, 2), 2)
+
+
+def test_box_mask_is_read_checked_and_rejects_overlaps_and_other_affines(tmp_path):
+    mask = np.zeros((8, 8, 2), np.uint8)
+    mask[1:4, 2:6, 0] = 1
+    mask[5:7, 5:7, 1] = 2
+    path = _nifti(tmp_path / "m_boxes.nii.gz", mask)
+    boxes, shape = read_box_mask(path, num_classes=3, reference=(np.eye(4), (8, 8, 2)))
+    assert boxes.tolist() == [[1, 1, 2, 0, 4, 6, 1], [2, 5, 5, 1, 7, 7, 2]] and shape == (8, 8, 2)
+    moved = np.eye(4)
+    moved[0, 3] = 5.0
+    with pytest.raises(ValueError, match=re.escape(f"box mask {path} and its image have different affines")):
+        read_box_mask(path, num_classes=3, reference=(moved, (8, 8, 2)))
+    mask[2:3, 3:4, 0] = 2  # a class-2 box drawn over the class-1 box: class 1 is no longer a filled box
+    overlap = _nifti(tmp_path / "o_boxes.nii.gz", mask)
+    with pytest.raises(
+        ValueError,
+        match=re.escape(
+            f"box mask {overlap}: the class-1 region with bounding box lo [1, 2, 0], hi [4, 6, 1] is not a filled box"
+        ),
+    ):
+        read_box_mask(overlap, num_classes=3)
+
+
+def test_box_files_transform_resizes_to_the_training_grid(tmp_path):
+    image = _nifti(tmp_path / "case.nii.gz", np.zeros((8, 8, 2), np.float32))
+    (tmp_path / "boxes").mkdir()
+    (tmp_path / "boxes" / "case_boxes.json").write_text(
+        json.dumps({"boxes": [{"class": 1, "box": [0, 4, 1, 4, 8, 2]}]})
+    )
+    items = attach_box_files([{"image": image}], tmp_path / "boxes")
+    assert items[0]["box_file"].endswith("case_boxes.json")
+    from monai.transforms import Compose, EnsureChannelFirstd, LoadImaged, Resized
+
+    data = Compose([LoadImaged("image", image_only=True), EnsureChannelFirstd("image"), Resized("image", (4, 4, -1))])(
+        items[0]
+    )
+    ids = BoxFilesd(num_classes=2)(data)["box_ids"]
+    assert tuple(ids.shape) == (1, 4, 4, 2)
+    expected = np.zeros((4, 4, 2))
+    expected[0:2, 2:4, 1] = 1
+    np.testing.assert_array_equal(np.asarray(ids[0]), expected)
+    with pytest.raises(FileNotFoundError, match=r"no box file for .*other.nii.gz; looked for"):
+        attach_box_files([{"image": str(tmp_path / "other.nii.gz")}], tmp_path / "boxes")
+
+
+# ---------------------------------------------------------------------------------------------- losses
+
+
+def _ids_2d():
+    ids = torch.zeros(1, 1, 6, 6)
+    ids[0, 0, 1:4, 1:3] = 1  # a 3 x 2 box
+    return ids
+
+
+def _logits_with_foreground(prob: float, shape=(1, 2, 6, 6)) -> torch.Tensor:
+    logits = torch.zeros(shape)
+    logits[:, 1] = math.log(prob / (1 - prob))
+    return logits.requires_grad_()
+
+
+def test_tightness_values_and_gradient_by_hand():
+    logits = _logits_with_foreground(0.2)
+    loss = BoxConstraintLoss(terms=["tightness"], width=2, mode="penalty")
+    z, image = loss.constraint_values(logits, {"box_ids": _ids_2d()})["tightness"]
+    # axis 0: rows 1-2 (2 x 2 voxels, target 2) and row 3 (2 voxels, target 1); axis 1: columns 1-2 (6 voxels, target 2)
+    torch.testing.assert_close(z, torch.tensor([2 - 0.8, 1 - 0.4, 2 - 1.2]))
+    assert image.tolist() == [0, 0, 0]
+    value = loss(logits, {"box_ids": _ids_2d()})
+    torch.testing.assert_close(value, torch.tensor(1.2**2 + 0.6**2 + 0.8**2))
+    value.backward()
+    # d/dS at a voxel of rows 1-2: -2 z_row - 2 z_col = -2 (1.2 + 0.8); row 3: -2 (0.6 + 0.8); dS/dlogit_1 = S (1 - S)
+    grad = logits.grad[0, 1]
+    torch.testing.assert_close(grad[1, 1], torch.tensor(-2 * 2.0 * 0.16))
+    torch.testing.assert_close(grad[3, 2], torch.tensor(-2 * 1.4 * 0.16))
+    assert grad[0, 0] == 0 and grad[4, 1] == 0
+
+
+def test_emptiness_and_size_values_by_hand_with_the_log_barrier():
+    logits = _logits_with_foreground(0.25)
+    loss = BoxConstraintLoss(terms=["emptiness", "size"], epsilon=0.5, mode="log_barrier", t=5.0)
+    values = loss.constraint_values(logits, {"box_ids": _ids_2d()})
+    torch.testing.assert_close(values["emptiness"][0], torch.tensor([30 * 0.25]))
+    torch.testing.assert_close(values["size"][0], torch.tensor([0.5 * 6 - 1.5, 1.5 - 6]))
+    expected = log_barrier_extension(torch.tensor([7.5, 1.5, -4.5]), 5.0).sum()
+    torch.testing.assert_close(loss(logits, {"box_ids": _ids_2d()}), expected)
+
+
+def test_3d_loss_counts_slabs_along_every_axis_and_reduces_per_image():
+    ids = torch.zeros(2, 1, 4, 4, 3)
+    ids[0, 0, 0:2, 0:3, 0:3] = 1
+    logits = torch.zeros(2, 2, 4, 4, 3, requires_grad=True)
+    loss = BoxConstraintLoss(terms=["tightness"], width=2, mode="penalty", reduction="none")
+    z, image = loss.constraint_values(logits, {"box_ids": ids})["tightness"]
+    # S = 0.5. axis 0: one slab of 2 x 3 x 3 = 18 voxels (target 2); axes 1 and 2: slabs 2 and 1 thick (12, 6 voxels)
+    torch.testing.assert_close(z, torch.tensor([2 - 9.0, 2 - 6.0, 1 - 3.0, 2 - 6.0, 1 - 3.0]))
+    assert image.tolist() == [0] * 5
+    out = loss(logits, {"box_ids": ids})
+    assert out.shape == (2,) and (out == 0).all()  # all satisfied; the image without box has no tightness term
+    BoxConstraintLoss(width=2)(logits, {"box_ids": ids}).backward()
+    assert torch.isfinite(logits.grad).all() and logits.grad[1].abs().sum() > 0  # emptiness acts on image 1
+
+
+def test_loss_stays_finite_at_huge_t_and_checks_its_inputs():
+    logits = _logits_with_foreground(0.01)
+    loss = BoxConstraintLoss(t=1e9)
+    value = loss(logits, {"box_ids": _ids_2d()})
+    value.backward()
+    assert torch.isfinite(value) and torch.isfinite(logits.grad).all()
+    with pytest.raises(
+        ValueError, match=r"'box_ids' must have shape \(1, 1, 6, 6\) \(B, C', \*spatial\), got \(1, 2, 6, 6\)"
+    ):
+        loss(logits, {"box_ids": torch.zeros(1, 2, 6, 6)})
+    with pytest.raises(KeyError, match="needs the batch key 'box_ids'"):
+        loss(logits, {})
+    with pytest.raises(ValueError, match=r"terms must be a non-empty subset of \('tightness', 'emptiness', 'size'\)"):
+        BoxConstraintLoss(terms=["box"])
+    with pytest.raises(ValueError, match=r"mode must be one of \('log_barrier', 'penalty'\), got 'lagrangian'"):
+        BoxConstraintLoss(mode="lagrangian")
+
+
+def test_dense_crf_proposals_stay_inside_the_boxes_and_follow_the_edges():
+    from wss_monai.solvers import DenseCRFProblem, SolverPool, dense_crf_labels
+
+    rng = np.random.default_rng(0)
+    image = np.zeros((1, 12, 12), np.float32)
+    image[0, 3:9, 3:9] = 1.0  # a bright object
+    foreground = np.full((12, 12), 0.6, np.float32)  # the network: foreground everywhere, surer on the object
+    foreground[3:9, 3:9] = 0.9
+    allowed = np.ones((2, 12, 12), bool)
+    allowed[1] = False
+    allowed[1, 2:10, 2:10] = True  # the box, one pixel of dark margin around the object
+    noisy = image + rng.normal(0, 0.05, image.shape).astype(np.float32)
+    problem = DenseCRFProblem("case 0 slice 0", np.stack([1 - foreground, foreground]), noisy, allowed)
+    labels = dense_crf_labels(problem, sigma_xy=5.0, sigma_intensity=0.3)
+    np.testing.assert_array_equal(labels, image[0].astype(np.int64))  # outside the box: forbidden; the dark rim: cut
+    with SolverPool(dense_crf_labels, workers=0, sigma_xy=5.0, sigma_intensity=0.3) as pool:
+        np.testing.assert_array_equal(pool.solve([problem])[0], labels)

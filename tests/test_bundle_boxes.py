@@ -1,0 +1,210 @@
+"""The promise12 and atlas bundles with the box recipes: readers on tiny trees, MONAI's property checks, and
+one short run per bundle (two epochs, phantoms at 32 x 32) followed by inference writing files."""
+
+import json
+import re
+
+import nibabel as nib
+import numpy as np
+import pytest
+import SimpleITK as sitk
+import torch
+from bundle_helpers import ROOT, SMALL, config_parser, error_chain, run_bundle, run_bundles
+from monai.bundle import ConfigWorkflow, verify_metadata
+
+from wss_monai.bundle import bundle_configs
+from wss_monai.data import (
+    find_atlas_cases,
+    find_promise12_cases,
+    make_atlas_datalist,
+    make_atlas_phantoms,
+    make_cardiac_phantoms,
+    make_promise12_datalist,
+    make_promise12_phantoms,
+)
+from wss_monai.transforms import tight_boxes
+
+BOXES = ROOT / "configs/supervision/boxes.yaml"
+SIZE = ROOT / "configs/supervision/size.yaml"
+QUICK = {
+    "promise12": ROOT / "configs/profiles/cpu_quick.yaml",
+    "atlas": ROOT / "configs/profiles/lesion_cpu_quick.yaml",
+}
+
+
+@pytest.fixture(scope="module")
+def phantoms(tmp_path_factory):
+    root = tmp_path_factory.mktemp("box_phantoms")
+    return {
+        "promise12": make_promise12_phantoms(
+            root / "promise12", num_cases=4, seed=1, shape=(32, 32), num_slices=(4, 5)
+        ),
+        "atlas": make_atlas_phantoms(root / "atlas", num_cases=4, seed=1, shape=(32, 32, 14), layout="r1.1"),
+    }
+
+
+# ---------------------------------------------------------------------------------------------- readers
+
+
+def _mhd(array_xyz, path, spacing=(0.5, 0.5, 3.0)):
+    image = sitk.GetImageFromArray(np.transpose(array_xyz, (2, 1, 0)))
+    image.SetSpacing(spacing)
+    sitk.WriteImage(image, str(path))
+
+
+def test_promise12_reader_on_a_tiny_tree_and_its_errors(tmp_path):
+    part = tmp_path / "TrainingData_Part1"
+    part.mkdir()
+    for case in ("Case01", "Case00"):
+        _mhd(np.random.default_rng(0).random((8, 8, 3)).astype(np.float32), part / f"{case}.mhd")
+        _mhd(np.zeros((8, 8, 3), np.uint8), part / f"{case}_segmentation.mhd")
+    cases = find_promise12_cases(tmp_path)
+    assert [c["patient"] for c in cases] == ["Case00", "Case01"]
+    datalist = make_promise12_datalist(tmp_path, num_validation=1, seed=0)
+    assert len(datalist["training"]) == 1 and len(datalist["validation"]) == 1
+    _mhd(np.zeros((8, 8, 3), np.uint8), part / "Case01_segmentation.mhd", spacing=(0.5, 0.5, 4.0))
+    with pytest.raises(ValueError, match=r"label .*Case01_segmentation.mhd and image .*Case01.mhd differ in spacing"):
+        make_promise12_datalist(tmp_path)
+    (part / "Case00.raw").unlink()
+    with pytest.raises(ValueError, match=r"cannot read PROMISE12 image .*Case00.mhd"):
+        make_promise12_datalist(tmp_path)
+    (part / "Case01_segmentation.mhd").unlink()
+    with pytest.raises(FileNotFoundError, match=r"segmentation missing for .*Case01.mhd"):
+        find_promise12_cases(tmp_path)
+
+
+def _nifti(path, array):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    nib.save(nib.Nifti1Image(array, np.eye(4)), str(path))
+
+
+def test_atlas_r11_masks_are_or_fused_and_the_bids_layout_is_read(tmp_path):
+    session = tmp_path / "r11/Site2/031768/t01"
+    _nifti(session / "031768_t1w_deface_stx.nii.gz", np.ones((6, 6, 4), np.float32))
+    first, second = np.zeros((6, 6, 4), np.float32), np.zeros((6, 6, 4), np.float32)
+    first[1, 1, 1], second[4, 4, 2] = 1.0, 0.5  # two masks of the same case, one not exactly 1
+    _nifti(session / "031768_LesionSmooth_stx.nii.gz", first)
+    _nifti(session / "031768_LesionSmooth_1_stx.nii.gz", second)
+    datalist = make_atlas_datalist(tmp_path / "r11", tmp_path / "run/datalist.json", num_validation=0)
+    (case,) = datalist["training"]
+    assert case["patient"] == "Site2_031768" and case["case"] == "Site2_031768_t01"
+    fused = np.asarray(nib.load(case["label"]).dataobj)
+    assert case["label"].startswith(str(tmp_path / "run/atlas_labels")) and fused.dtype == np.uint8
+    assert fused.sum() == 2 and fused[1, 1, 1] == 1 and fused[4, 4, 2] == 1
+
+    anat = tmp_path / "bids/Training/R001/sub-r001s001/ses-1/anat"
+    stem = "sub-r001s001_ses-1_space-MNI152NLin2009aSym"
+    _nifti(anat / f"{stem}_T1w.nii.gz", np.ones((6, 6, 4), np.float32))
+    _nifti(anat / f"{stem}_label-L_desc-T1lesion_mask.nii.gz", (first > 0).astype(np.uint8))
+    (bids,) = find_atlas_cases(tmp_path / "bids")
+    assert bids["patient"] == "sub-r001s001" and bids["label"].endswith("T1lesion_mask.nii.gz")
+    (anat / f"{stem}_label-L_desc-T1lesion_mask.nii.gz").unlink()
+    with pytest.raises(FileNotFoundError, match=r"lesion mask missing for .*sub-r001s001_ses-1_.*_T1w.nii.gz"):
+        find_atlas_cases(tmp_path / "bids", layout="bids")
+    for mask in session.glob("*LesionSmooth*"):
+        mask.unlink()
+    with pytest.raises(FileNotFoundError, match=r"no \*LesionSmooth\*.nii.gz lesion mask next to .*031768_t1w"):
+        find_atlas_cases(tmp_path / "r11")
+
+
+# ---------------------------------------------------------------------------------------------- configs
+
+
+@pytest.mark.parametrize("with_boxes", [False, True], ids=["full", "boxes"])
+@pytest.mark.parametrize("bundle", ["promise12", "atlas"])
+def test_metadata_passes_and_train_configs_pass_monai_property_checks(bundle, with_boxes, phantoms, tmp_path):
+    meta_file = ROOT / f"bundles/{bundle}/configs/metadata.json"
+    verify_metadata(meta_file=str(meta_file), filepath=str(ROOT / "bundles/schema/meta_schema.json"))
+    out = json.loads(meta_file.read_text())["network_data_format"]["outputs"]["pred"]["channel_def"]
+    files = [str(f) for f in bundle_configs(bundle, *([BOXES] if with_boxes else []))]
+    workflow = ConfigWorkflow(config_file=files, workflow_type="train", logging_file=False, output_dir=str(tmp_path),
+                              dataset_dir=str(phantoms[bundle]), **SMALL)  # fmt: skip
+    workflow.initialize()
+    assert workflow.check_properties() == []
+    assert list(out.values()) == workflow.parser["class_names"]
+
+
+def test_box_recipe_on_acdc_in_3d_needs_the_whole_volume_profile(tmp_path):
+    root = make_cardiac_phantoms(tmp_path / "acdc", num_patients=3, seed=0, shape=(32, 32), num_slices=(3, 4))
+    common = {"dataset_dir": str(root), "output_dir": str(tmp_path / "out"), "num_validation": 1, "spatial_size": 32}
+    parser = config_parser(bundle_configs("acdc", BOXES), box_dims=3, **common)
+    with pytest.raises(Exception) as info:
+        parser.get_parsed_content("weak_transforms")
+    assert "box_dims 3 (boxes per volume) needs whole-volume training" in error_chain(info.value)
+    whole = ROOT / "configs/profiles/whole_volumes_3d.yaml"
+    parser = config_parser(bundle_configs("acdc", BOXES, whole), box_dims=3, box_loss="masked_ce", **common)
+    batch = next(iter(parser.get_parsed_content("train#dataloader")))
+    assert batch["box_ids"].shape[:2] == (2, 3) and batch["box_ids"].ndim == 5
+    logits = torch.zeros(*batch["box_target"].shape[:1], 4, *batch["box_target"].shape[2:], requires_grad=True)
+    values = parser.get_parsed_content("train#loss")(logits, batch)
+    values["loss"].backward()
+    assert set(values) == {"loss", "masked_ce"} and torch.isfinite(logits.grad).all()
+    parser = config_parser(bundle_configs("acdc", BOXES), box_loss="boxes", **common)
+    with pytest.raises(Exception) as info:
+        parser.get_parsed_content("box_recipe")
+    assert re.search(
+        r"box_loss must be one of \('prior', 'masked_ce', 'deepcut'\), got 'boxes'", error_chain(info.value)
+    )
+
+
+# ---------------------------------------------------------------------------------------------- runs
+
+
+@pytest.fixture(scope="module")
+def trained(phantoms, tmp_path_factory):
+    """`run training` with the box prior on promise12 (boxes from files) and atlas, two at once."""
+    box_dir = tmp_path_factory.mktemp("promise12_box_files")
+    for label in phantoms["promise12"].glob("*_segmentation.mhd"):
+        array = np.transpose(sitk.GetArrayFromImage(sitk.ReadImage(str(label))), (2, 1, 0))
+        boxes = tight_boxes(array.astype(np.int64), num_classes=2, box_dims=2)
+        entries = [{"class": int(b[0]), "box": [int(v) for v in b[1:]]} for b in boxes]
+        (box_dir / label.name.replace("_segmentation.mhd", "_boxes.json")).write_text(json.dumps({"boxes": entries}))
+    runs, commands = {}, []
+    for bundle in ("promise12", "atlas"):
+        out = tmp_path_factory.mktemp(f"{bundle}_boxes")
+        extra = (
+            {"box_epsilon": 0.3, "box_margin": 1} if bundle == "atlas" else {"box_source": "files", "box_dir": box_dir}
+        )
+        overrides = {**SMALL, "output_dir": out / "run", "dataset_dir": phantoms[bundle], **extra}
+        commands.append(("training", bundle_configs(bundle, QUICK[bundle], BOXES), out, overrides))
+        runs[bundle] = out / "run"
+    run_bundles(commands)
+    return runs
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("bundle", ["promise12", "atlas"])
+def test_box_training_checkpoints_the_log_barrier_and_inference_writes_files(bundle, trained, phantoms, tmp_path):
+    run = trained[bundle]
+    final = torch.load(run / "models/model_final.pt", weights_only=False)
+    assert final["log_barrier"]["t"] == pytest.approx(5.0 * 1.1**2)
+    assert (run / "models/model.pt").is_file() and (run / "validation/metrics.csv").is_file()
+    run_bundle("inferring", bundle_configs(bundle, kind="inference"), cwd=tmp_path, base={}, run_dir=run,
+               input_dir=phantoms[bundle])  # fmt: skip
+    suffix = ".mhd" if bundle == "promise12" else "_t1w_deface_stx.nii.gz"
+    sources = sorted(p for p in phantoms[bundle].rglob(f"*{suffix}") if "_segmentation" not in p.name)
+    assert len(sources) == 4
+    for source in sources:
+        stem = source.name[: -len(".mhd")] if bundle == "promise12" else source.name[: -len(".nii.gz")]
+        pred = nib.load(run / "predictions" / source.parent.relative_to(phantoms[bundle]) / f"{stem}_seg.nii.gz")
+        shape = sitk.ReadImage(str(source)).GetSize() if bundle == "promise12" else nib.load(source).shape
+        assert pred.shape == tuple(shape)
+        assert set(np.unique(np.asarray(pred.dataobj)).tolist()) <= {0, 1}
+
+
+@pytest.mark.slow
+def test_size_and_deepcut_recipes_run_on_promise12(phantoms, tmp_path):
+    run_bundles([
+        ("training", bundle_configs("promise12", QUICK["promise12"], SIZE), tmp_path,
+         {**SMALL, "max_epochs": 1, "output_dir": tmp_path / "size", "dataset_dir": phantoms["promise12"]}),
+        ("training", bundle_configs("promise12", QUICK["promise12"], BOXES), tmp_path,
+         {**SMALL, "output_dir": tmp_path / "deepcut", "dataset_dir": phantoms["promise12"], "box_loss": "deepcut",
+          "box_jitter": 2, "deepcut_interval": 1, "deepcut_start_epoch": 2, "deepcut_workers": 1}),
+    ])  # fmt: skip
+    assert (tmp_path / "size/models/model_final.pt").is_file()
+    final = torch.load(tmp_path / "deepcut/models/model_final.pt", weights_only=False)
+    assert final["deepcut"]["refreshes"] == 1  # proposals of epoch 2, solved in a worker process
+    proposals = final["deepcut"]["proposals"]  # one per training volume, every slice solved
+    training = json.loads((tmp_path / "deepcut/datalist.json").read_text())["training"]
+    assert len(proposals) == len(training) == 2
+    assert all(set(p.unique().tolist()) <= {0, 1} for p in proposals.values())

@@ -1,0 +1,75 @@
+"""Parameters of ``configs/supervision/boxes.yaml``, checked once with the allowed values named.
+
+Example:
+    >>> recipe = box_recipe("prior", "label", 2, "log_barrier", network_dims=2)
+    >>> recipe.prior, recipe.from_files, recipe.log_barrier
+    (True, False, True)
+    >>> box_recipe("prior", "label", 3, "log_barrier", network_dims=2)  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+        ...
+    ValueError: box_dims 3 (boxes per volume) needs whole-volume training with a 3D network: ...
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from wss_monai.bundle.recipes import choose
+from wss_monai.losses.boxes import BOX_MODES
+
+__all__ = ["BOX_LOSSES", "BOX_SOURCES", "BoxRecipe", "box_recipe"]
+
+BOX_LOSSES = ("prior", "masked_ce", "deepcut")
+"""Box supervision: the constraints of Kervadec et al. 2020, cross-entropy (inside = class, outside = background),
+or DeepCut (cross-entropy on dense-CRF proposals refreshed every few epochs)."""
+BOX_SOURCES = ("label", "files")
+"""Where the boxes come from: the full label (tight boxes, margin, jitter), or box files (JSON or box masks)."""
+
+
+@dataclass(frozen=True)
+class BoxRecipe:
+    """What the parameters of ``configs/supervision/boxes.yaml`` imply; built by :func:`box_recipe`."""
+
+    box_loss: str
+    box_source: str
+    box_dims: int
+    constraint_handling: str
+
+    @property
+    def prior(self) -> bool:
+        return self.box_loss == "prior"
+
+    @property
+    def deepcut(self) -> bool:
+        return self.box_loss == "deepcut"
+
+    @property
+    def from_files(self) -> bool:
+        return self.box_source == "files"
+
+    @property
+    def log_barrier(self) -> bool:
+        return self.prior and self.constraint_handling == "log_barrier"
+
+
+def box_recipe(
+    box_loss: str, box_source: str, box_dims: int | str, constraint_handling: str, network_dims: int | str = 2
+) -> BoxRecipe:
+    """Checks the choices of ``boxes.yaml``.
+
+    Raises:
+        ValueError: a value outside the allowed ones (named with them), or 3D boxes with a 2D network (the
+            slices of a 3D box are not tight boxes of the slices).
+    """
+    recipe = BoxRecipe(
+        choose("box_loss", box_loss, BOX_LOSSES),
+        choose("box_source", box_source, BOX_SOURCES),
+        choose("box_dims", box_dims, (2, 3)),
+        choose("box_constraint_handling", constraint_handling, BOX_MODES),
+    )
+    if recipe.box_dims == 3 and int(network_dims) != 3:
+        raise ValueError(
+            "box_dims 3 (boxes per volume) needs whole-volume training with a 3D network: "
+            "merge configs/profiles/whole_volumes_3d.yaml after the recipe"
+        )
+    return recipe

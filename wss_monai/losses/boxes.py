@@ -1,0 +1,146 @@
+"""Box constraints on the softmax: tightness prior, emptiness outside the boxes, box size.
+
+Reference: H. Kervadec, J. Dolz, S. Wang, E. Granger, I. Ben Ayed, "Bounding boxes for weakly
+supervised segmentation: global constraints get close to full supervision", MIDL 2020.
+
+With ``S_k`` the softmax of class k and the boxes of class k read from the batch's box-id map
+(:class:`wss_monai.transforms.BoxIds`), three families of constraints ``z ≤ 0``:
+
+- **tightness prior**: for every segment ``s`` of every box (bands of ``w`` lines along each axis,
+  :func:`wss_monai.transforms.box_segments`), ``z = w_s - Σ_{p∈s} S_k(p)`` (``w_s = w``, or less for
+  the last band of a side);
+- **emptiness**: ``z = Σ_{p outside all boxes of k} S_k(p)`` (one per image and class; an image with
+  no box of class k pushes the whole class to 0 there);
+- **box size**: ``ε|Ω_I| - Σ_{p∈I} S_k(p) ≤ 0`` and ``Σ_{p∈I} S_k(p) - |Ω_I| ≤ 0`` per box ``I``.
+
+Each is handled as the project's other inequality constraints (:mod:`wss_monai.losses.constraints`):
+the log-barrier extension ``ψ_t(z)`` (default; ``t`` raised by
+:class:`wss_monai.handlers.LogBarrierScheduler`, which finds this term by its ``mode``) or the
+quadratic penalty. Sums are raw voxel counts (not normalised), hence the recipe's weight 1e-4.
+Segment sums come from a summed-area table and box sums from one ``index_add``: the cost is a few
+cumulative sums of the softmax, whatever the number of boxes and segments.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+
+import torch
+
+from wss_monai.losses.base import WeakLoss, reduce_per_image
+from wss_monai.losses.constraints import log_barrier_extension, quadratic_penalty
+from wss_monai.transforms.box_segments import box_segments, boxes_from_ids, sub_box_sums
+
+__all__ = ["BOX_MODES", "BOX_TERMS", "BoxConstraintLoss"]
+
+BOX_TERMS = ("tightness", "emptiness", "size")
+"""The constraint families of :class:`BoxConstraintLoss`."""
+BOX_MODES = ("log_barrier", "penalty")
+"""How a box constraint is handled (the Lagrangian modes need constraint ids stable across epochs,
+which boxes moved by augmentation do not have)."""
+
+
+class BoxConstraintLoss(WeakLoss):
+    """Tightness prior, emptiness and box-size constraints of the boxes in ``batch[key]``.
+
+    Args:
+        key: batch key of the box-id map ``(B, C', H, W[, D])``, one channel per constrained class.
+        terms: the constraint families to use, a subset of :data:`BOX_TERMS`.
+        width: segment width ``w`` of the tightness prior (voxels).
+        epsilon: lower size bound ``ε`` as a fraction of the box (0.5 in the authors' code for
+            the prostate, 0.3 for lesions).
+        mode: one of :data:`BOX_MODES`.
+        t: initial log-barrier ``t``.
+        classes: output channels matching the map's channels; ``None``: 1..C-1.
+        reduction: ``"mean"``/``"sum"`` over images of each image's summed costs, or ``"none"`` ``(B,)``.
+
+    Shapes:
+        logits ``(B, C, H, W[, D])``; ``batch[key]`` ``(B, C', H, W[, D])``; output scalar or ``(B,)``.
+
+    Example:
+        >>> import math, torch
+        >>> ids = torch.zeros(1, 1, 4, 4)
+        >>> ids[0, 0, :2, :2] = 1                       # a 2 x 2 box in a 4 x 4 image
+        >>> logits = torch.zeros(1, 2, 4, 4)            # S_1 = 0.5 everywhere
+        >>> loss = BoxConstraintLoss(terms=["emptiness"], mode="penalty")
+        >>> loss(logits, {"box_ids": ids}).item()       # (12 voxels outside x 0.5)^2
+        36.0
+        >>> logits[:, 1] = math.log(0.25)               # S_1 = 0.2: each line of the box holds 0.4 < 1
+        >>> loss = BoxConstraintLoss(terms=["tightness"], width=1, mode="penalty")
+        >>> round(loss(logits, {"box_ids": ids}).item(), 4)   # 4 segments x (1 - 0.4)^2
+        1.44
+    """
+
+    def __init__(
+        self,
+        key: str = "box_ids",
+        terms: Sequence[str] = BOX_TERMS,
+        width: int = 5,
+        epsilon: float = 0.5,
+        mode: str = "log_barrier",
+        t: float = 5.0,
+        classes: Sequence[int] | None = None,
+        reduction: str = "mean",
+    ) -> None:
+        super().__init__(reduction=reduction)
+        terms = [terms] if isinstance(terms, str) else list(terms)
+        bad = [term for term in terms if term not in BOX_TERMS]
+        if bad or not terms:
+            raise ValueError(f"terms must be a non-empty subset of {BOX_TERMS}, got {terms}")
+        if isinstance(width, bool) or int(width) != width or width < 1:
+            raise ValueError(f"width must be an integer >= 1, got {width!r}")
+        if not 0 <= epsilon <= 1:
+            raise ValueError(f"epsilon must lie in [0, 1], got {epsilon!r}")
+        if mode not in BOX_MODES:
+            raise ValueError(f"mode must be one of {BOX_MODES}, got {mode!r}")
+        if not t > 0 or not math.isfinite(t):
+            raise ValueError(f"t must be a finite positive number, got {t!r}")
+        self.key, self.terms, self.width, self.epsilon = key, terms, int(width), float(epsilon)
+        self.mode, self.t = mode, float(t)
+        self.classes = None if classes is None else [int(c) for c in classes]
+
+    def _cost(self, z: torch.Tensor) -> torch.Tensor:
+        return log_barrier_extension(z, self.t) if self.mode == "log_barrier" else quadratic_penalty(z)
+
+    def constraint_values(self, logits: torch.Tensor, batch: Mapping) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+        """Per family, ``(z, image)``: the constraint values (``≤ 0`` where they hold) and the image of each."""
+        self.check_logits(logits)
+        num_images, num_classes = logits.shape[:2]
+        classes = list(range(1, num_classes)) if self.classes is None else self.classes
+        if any(not 0 <= c < num_classes for c in classes):
+            raise ValueError(f"classes {classes} out of range for a {num_classes}-class output")
+        ids = self.read(batch, self.key).to(logits.device)
+        expected = (num_images, len(classes), *logits.shape[2:])
+        if tuple(ids.shape) != expected:
+            raise ValueError(f"{self.key!r} must have shape {expected} (B, C', *spatial), got {tuple(ids.shape)}")
+        probs = torch.softmax(logits.float() if logits.dtype != torch.float64 else logits, dim=1)[:, classes]
+        rows = probs.reshape(num_images * len(classes), *logits.shape[2:])
+        values = {}
+        if "emptiness" in self.terms:
+            outside = (probs * (ids <= 0)).flatten(2).sum(-1)  # (B, C')
+            image = torch.arange(num_images, device=logits.device).repeat_interleave(len(classes))
+            values["emptiness"] = (outside.reshape(-1), image)
+        if "tightness" in self.terms or "size" in self.terms:
+            table = boxes_from_ids(ids)
+            box_image = table.row // len(classes)
+            if "tightness" in self.terms:
+                seg = box_segments(table.lo, table.hi, self.width)
+                sums = sub_box_sums(rows, table.row[seg.box], seg.lo, seg.hi)
+                values["tightness"] = (seg.target.to(sums.dtype) - sums, box_image[seg.box])
+            if "size" in self.terms:
+                voxels = rows.reshape(rows.shape[0], -1)[table.voxel_row, table.voxel_index]
+                inside = voxels.new_zeros(table.count.shape).index_add(0, table.voxel_box, voxels)
+                count = table.count.to(inside.dtype)
+                z = torch.cat([self.epsilon * count - inside, inside - count])
+                values["size"] = (z, box_image.repeat(2))
+        return values
+
+    def forward(self, logits: torch.Tensor, batch: Mapping) -> torch.Tensor:
+        values = self.constraint_values(logits, batch)
+        per_image = logits.new_zeros(
+            logits.shape[0], dtype=torch.float64 if logits.dtype == torch.float64 else torch.float32
+        )
+        for z, image in values.values():  # at most three families
+            per_image = per_image.index_add(0, image, self._cost(z).to(per_image.dtype))
+        return reduce_per_image(per_image, self.reduction)
