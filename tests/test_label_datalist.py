@@ -54,7 +54,7 @@ def test_scribbles_and_full_labels_become_scribble_files(records, tmp_path):
 
 
 def test_nothing_to_train_on_raises(records, tmp_path):
-    with pytest.raises(ValueError, match=r"images \['c'\] have boxes only and nothing else to train on: no box recipe"):
+    with pytest.raises(ValueError, match=r"images \['c'\] have boxes only and nothing else to train on: the box"):
         make_label_datalist(records[2:], tmp_path / "out", PAINTED, 4, 4)
     with pytest.raises(ValueError, match=r"nothing to train on among 1 images"):
         make_label_datalist(records[3:], tmp_path / "out", PAINTED, 4, 4)

@@ -53,6 +53,7 @@ def test_adm_training_logs_its_terms_and_checkpoints_gamma(cardiac, tmp_path):
         dataset_dir=cardiac,
         output_dir=tmp_path / "run",
         adm_gamma_growth=2.0,
+        loss_monitor_every=1,  # the watched Potts energy logged in both (short) epochs
         **SOLVER_RUN,
     )
     log = result.stdout + result.stderr
@@ -67,7 +68,8 @@ def test_adm_training_logs_its_terms_and_checkpoints_gamma(cardiac, tmp_path):
 
 def test_trust_region_training_refreshes_caches_and_resumes(cardiac, tmp_path):
     configs = ACDC + [SCRIBBLE_FILES, TRUST_REGION]
-    common = {"dataset_dir": cardiac, "tr_interval": 1, **SOLVER_RUN}
+    # loss_monitor_every 1: the watched pce is averaged over the same steps as the trust-region term
+    common = {"dataset_dir": cardiac, "tr_interval": 1, "loss_monitor_every": 1, **SOLVER_RUN}
     first = run_bundle("training", configs, cwd=tmp_path, output_dir=tmp_path / "a", **common)
     log = first.stdout + first.stderr
     assert re.findall(r"stage A of epoch (\d): (\d+) proposals", log) == [("1", "14"), ("2", "14")]

@@ -115,6 +115,11 @@ def make_label_datalist(
     if boxes_only:
         try:
             recipe = box_recipe()
+            if not training:
+                raise ValueError(
+                    f"images {boxes_only} have boxes only and nothing else to train on: the box recipe {recipe} "
+                    "is not wired to the datastore yet"
+                )
             logger.warning("images %s have boxes only; the box recipe %s is not wired to the datastore yet",
                            boxes_only, recipe)  # fmt: skip
         except FileNotFoundError as error:
