@@ -29,7 +29,7 @@ import numpy as np
 
 from wss_monai.bundle import bundle_configs
 from wss_monai.metrics.volume import spacing_from_affine, volume_metrics
-from wss_monai.utils.bundle_runs import bundle_command, run_logged
+from wss_monai.utils.bundle_runs import bundle_command, finished_run, run_logged
 
 ROOT = Path(__file__).resolve().parents[2]
 CLASSES = ("background", "rv", "myo", "lv")
@@ -71,7 +71,7 @@ def run_method(name: str, args: argparse.Namespace) -> Path:
         "learning_rate": args.learning_rate,
         **extra,
     }
-    if not (out / "models/model_final.pt").is_file():  # finished runs are reused: delete a folder to redo it
+    if not finished_run(out):  # finished runs are reused: delete a folder to redo it
         train = {**common, "max_epochs": args.max_epochs, "val_interval": args.max_epochs}
         run_logged(bundle_command("training", configs, train), out / "log.txt", cwd=ROOT)
     cases = json.loads((out / "datalist.json").read_text())[args.split]

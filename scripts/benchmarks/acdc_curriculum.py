@@ -42,6 +42,7 @@ sys.path.insert(0, str(ROOT))
 
 from wss_monai.bundle import bundle_configs  # noqa: E402
 from wss_monai.data.hybrid_acdc import make_hybrid_acdc_datalist  # noqa: E402
+from wss_monai.utils.bundle_runs import finished_run  # noqa: E402
 
 REGRESSOR = ROOT / "bundles/acdc/configs/size_regressor.yaml"
 RECIPES = {
@@ -124,7 +125,7 @@ def run_method(method: str, n: int, args: argparse.Namespace, extra: dict) -> di
     configs = bundle_configs("acdc", recipe)
     common = {**common_overrides(n, out, args), **extra}
     start = time.perf_counter()
-    if not (out / "models/model_final.pt").is_file():
+    if not finished_run(out):
         epochs = epochs_for(method, n, args)
         train = {
             **common,

@@ -23,7 +23,7 @@ import time
 from pathlib import Path
 
 from wss_monai.bundle import bundle_configs
-from wss_monai.utils.bundle_runs import bundle_command, run_logged
+from wss_monai.utils.bundle_runs import bundle_command, finished_run, run_logged
 
 ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_RECIPES = [
@@ -107,7 +107,7 @@ def run_recipe(recipe: str, args: argparse.Namespace) -> dict:
         "learning_rate": args.learning_rate,
     }
     start = time.perf_counter()
-    if not (out / "models/model_final.pt").is_file():  # finished runs are reused: delete a folder to redo it
+    if not finished_run(out):  # finished runs are reused: delete a folder to redo it
         train = {**common, "max_epochs": args.max_epochs, "val_interval": args.max_epochs}
         run_logged(bundle_command("training", configs, train), out / "log.txt", cwd=ROOT)
     train_seconds = time.perf_counter() - start

@@ -41,7 +41,7 @@ from scipy import ndimage
 from wss_monai.bundle import bundle_configs
 from wss_monai.metrics.trimap import trimap_metrics
 from wss_monai.metrics.volume import spacing_from_affine, volume_metrics
-from wss_monai.utils.bundle_runs import bundle_command, record_config_if_missing, run_logged
+from wss_monai.utils.bundle_runs import bundle_command, finished_run, record_config_if_missing, run_logged
 
 ROOT = Path(__file__).resolve().parents[2]
 CLASSES = ("background", "rv", "myo", "lv")
@@ -76,8 +76,8 @@ def run_method(name: str, args: argparse.Namespace) -> Path:
 def train_and_segment(out: Path, configs: list, overrides: dict, args: argparse.Namespace) -> Path:
     """``run training`` with the benchmark's shared budget, then ``run inferring`` on the split's images.
 
-    A run folder holding ``models/model_final.pt`` is reused (delete the folder to redo it), and so are
-    its predictions. ``args`` gives the budget: dataset_dir, seed, num_validation, num_test,
+    A finished run (:func:`~wss_monai.utils.bundle_runs.finished_run`) is reused (delete its folder to
+    redo it), and so are its predictions. ``args`` gives the budget: dataset_dir, seed, num_validation, num_test,
     spatial_size, batch_size, learning_rate, max_epochs and the split to segment.
     """
     common = {
@@ -91,7 +91,7 @@ def train_and_segment(out: Path, configs: list, overrides: dict, args: argparse.
         "learning_rate": args.learning_rate,
         **overrides,
     }
-    if not (out / "models/model_final.pt").is_file():
+    if not finished_run(out):
         train = {**common, "max_epochs": args.max_epochs, "val_interval": args.max_epochs}
         run_logged(bundle_command("training", configs, train), out / "log.txt", cwd=ROOT)
     record_config_if_missing(out, configs, common)  # a run trained before runs recorded their config

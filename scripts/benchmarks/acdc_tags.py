@@ -35,7 +35,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from acdc_scribbles import CLASSES, summarise, train_and_segment, volume_scores  # noqa: E402
 
 from wss_monai.bundle import bundle_configs  # noqa: E402
-from wss_monai.utils.bundle_runs import bundle_command, run_logged  # noqa: E402
+from wss_monai.utils.bundle_runs import bundle_command, finished_run, run_logged  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
 SEC = "configs/supervision/tags_sec.yaml"
@@ -75,7 +75,7 @@ def cue_settings(args: argparse.Namespace) -> dict:
 def train_classifier(args: argparse.Namespace) -> Path:
     """Stage 1: the tag classifier; its best model on the validation patients is ``models/model.pt``."""
     out = Path(args.output_dir).resolve() / "sec_classifier"
-    if not (out / "models/model.pt").is_file():
+    if not finished_run(out):
         configs = bundle_configs("acdc", SEC, "configs/supervision/tags_sec_classifier.yaml")
         overrides = {
             "dataset_dir": Path(args.dataset_dir).resolve(),

@@ -16,7 +16,7 @@ import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-__all__ = ["bundle_command", "record_config_if_missing", "run_logged", "torchrun_command"]
+__all__ = ["bundle_command", "finished_run", "record_config_if_missing", "run_logged", "torchrun_command"]
 
 logger = logging.getLogger(__name__)
 
@@ -45,6 +45,24 @@ def torchrun_command(nproc: int, run_id: str | None, configs: Sequence[str | Pat
     command = bundle_command(run_id, configs, overrides)
     launcher = ["-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(int(nproc))]
     return [command[0], *launcher, *command[1:]]
+
+
+def finished_run(run_dir: str | Path) -> bool:
+    """Whether ``run_dir`` holds a training run that reached its last epoch.
+
+    ``models/model_final.pt`` is written after every epoch (so that a killed run can resume), so its
+    existence alone does not tell a finished run; its trainer state does: the iterations done reach
+    ``max_epochs × epoch_length``. Benchmarks reuse finished runs and resume or redo the others.
+    """
+    checkpoint = Path(run_dir) / "models" / "model_final.pt"
+    if not checkpoint.is_file():
+        return False
+    import torch  # noqa: PLC0415  (only where checked)
+
+    state = torch.load(checkpoint, map_location="cpu", weights_only=False).get("trainer")
+    if not state:
+        raise ValueError(f"{checkpoint} holds no trainer state: cannot tell whether the run finished")
+    return state["iteration"] >= state["max_epochs"] * state["epoch_length"]
 
 
 def run_logged(
