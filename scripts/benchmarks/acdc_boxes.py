@@ -21,18 +21,15 @@ import argparse
 import json
 import logging
 import re
-import statistics
+import sys
 from pathlib import Path
 
-import nibabel as nib
-import numpy as np
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from wss_monai.bundle import bundle_configs
-from wss_monai.metrics.volume import spacing_from_affine, volume_metrics
-from wss_monai.utils.bundle_runs import bundle_command, finished_run, run_logged
+from acdc_scribbles import summarise, train_and_segment, volume_scores  # noqa: E402
 
-ROOT = Path(__file__).resolve().parents[2]
-CLASSES = ("background", "rv", "myo", "lv")
+from wss_monai.bundle import bundle_configs  # noqa: E402
+
 BOXES = "configs/supervision/boxes.yaml"
 WHOLE = "configs/profiles/whole_volumes_3d.yaml"
 METHODS = {  # configs, overrides
@@ -47,7 +44,6 @@ METHODS = {  # configs, overrides
     "masked CE 3D": ([BOXES, WHOLE], {"box_dims": 3, "box_loss": "masked_ce"}),
     "full 3D": (["configs/supervision/full.yaml", WHOLE], {}),
 }
-EPOCH_TIME = re.compile(r"WeakSupervisionTrainer: Epoch\[\d+\] Complete\. Time taken: (\d+):(\d+):([\d.]+)")
 logger = logging.getLogger("benchmark.acdc_boxes")
 
 
@@ -57,63 +53,17 @@ def slug(name: str) -> str:
 
 def run_method(name: str, args: argparse.Namespace) -> Path:
     """Trains one method and segments the split's images through the bundle commands; returns the run folder."""
-    out = Path(args.output_dir).resolve() / slug(name)
     files, extra = METHODS[name]
-    configs = bundle_configs("acdc", *files)
-    common = {
-        "dataset_dir": Path(args.dataset_dir).resolve(),
-        "output_dir": out,
-        "seed": args.seed,
-        "num_validation": args.num_validation,
-        "num_test": args.num_test,
-        "spatial_size": args.spatial_size,
-        "batch_size": args.batch_size if WHOLE not in files else 2,
-        "learning_rate": args.learning_rate,
-        **extra,
-    }
-    if not finished_run(out):  # finished runs are reused: delete a folder to redo it
-        train = {**common, "max_epochs": args.max_epochs, "val_interval": args.max_epochs}
-        run_logged(bundle_command("training", configs, train), out / "log.txt", cwd=ROOT)
-    cases = json.loads((out / "datalist.json").read_text())[args.split]
-    inputs = out / f"{args.split}_images"
-    inputs.mkdir(exist_ok=True)
-    for case in cases:
-        link = inputs / Path(case["image"]).name
-        if not link.exists():
-            link.symlink_to(case["image"])
-    predictions = out / f"predictions_{args.split}"
-    if len(list(predictions.glob("*_seg.nii.gz"))) < len(cases):
-        infer = {
-            "run_dir": out,
-            "input_dir": inputs,
-            "output_dir": predictions,
-            "ckpt_path": out / "models/model_final.pt",
-        }
-        run_logged(
-            bundle_command("inferring", bundle_configs("acdc", kind="inference"), infer), out / "log.txt", cwd=ROOT
-        )
-    return out
-
-
-def epoch_seconds(out: Path) -> float:
-    times = [int(h) * 3600 + int(m) * 60 + float(s) for h, m, s in EPOCH_TIME.findall((out / "log.txt").read_text())]
-    return statistics.median(times) if times else float("nan")
+    overrides = {"batch_size": 2, **extra} if WHOLE in files else extra  # whole volumes: 2 per batch
+    return train_and_segment(
+        Path(args.output_dir).resolve() / slug(name), bundle_configs("acdc", *files), overrides, args
+    )
 
 
 def score(out: Path, args: argparse.Namespace) -> dict:
-    """Mean per-class 3D Dice and HD95 over the split's cases, and the median epoch time."""
-    rows = []
-    for case in json.loads((out / "datalist.json").read_text())[args.split]:
-        label_image = nib.load(case["label"])
-        label = np.asarray(label_image.dataobj).astype(np.int64)
-        stem = Path(case["image"]).name.split(".")[0]
-        pred = np.asarray(nib.load(out / f"predictions_{args.split}" / f"{stem}_seg.nii.gz").dataobj).astype(np.int64)
-        rows.append(volume_metrics(pred, label, CLASSES, spacing_from_affine(label_image.affine)))
-    summary = {key: float(np.nanmean([r[key] for r in rows])) for key in rows[0]}
-    summary["mean_dice"] = statistics.mean(summary[f"dice_{c}"] for c in CLASSES[1:])
-    summary["mean_hd95"] = statistics.mean(summary[f"hd95_{c}"] for c in CLASSES[1:])
-    summary["cases"], summary["s_per_epoch"] = len(rows), epoch_seconds(out)
-    (out / f"scores_{args.split}.json").write_text(json.dumps({"summary": summary, "cases": rows}, indent=2))
+    """Mean per-class 3D Dice and HD95 over the split's cases, and the mean epoch time."""
+    summary = summarise(volume_scores(out, args.split), out)
+    (out / f"scores_{args.split}.json").write_text(json.dumps(summary, indent=2))
     return summary
 
 
