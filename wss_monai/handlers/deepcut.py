@@ -72,27 +72,17 @@ class DeepCutProposals(TrustRegionProposals):
     def problems(self) -> tuple[list, list[tuple[int, int]]]:
         """One dense-CRF problem per training slice (volume) of this process's share, and their ``(volume, slice)``."""
         problems, keys = [], []
-        training = self.network.training
-        self.network.eval()
-        try:
-            for v, slices in self._volume_items().items():
-                volume = self.dataset.volumes[v]
-                image = torch.as_tensor(volume[self.image_key]).float()  # (C, H, W, D)
-                boxes = torch.as_tensor(volume[self.box_key]) > 0  # (K - 1, H, W, D)
-                allowed = torch.cat([torch.ones_like(boxes[:1]), boxes]).numpy()
-                with torch.no_grad():
-                    logits = self.inferer(image[None].to(self.device), self.network)
-                    logits = logits.as_tensor() if hasattr(logits, "as_tensor") else logits
-                    probs = torch.softmax(logits.float(), dim=1)[0].cpu().numpy()  # (K, H, W, D)
-                name = self._volume_name(v)
-                image = image.numpy()
-                for s in slices:
-                    part = (Ellipsis,) if s < 0 else (Ellipsis, s)
-                    case = name if s < 0 else f"{name} slice {s}"
-                    problems.append(DenseCRFProblem(case, probs[part], image[part], allowed[part]))
-                    keys.append((v, s))
-        finally:
-            self.network.train(training)
+        for v, slices, volume, image, logits in self.segmented_volumes():
+            boxes = torch.as_tensor(volume[self.box_key]) > 0  # (K - 1, H, W, D)
+            allowed = torch.cat([torch.ones_like(boxes[:1]), boxes]).numpy()
+            probs = torch.softmax(logits, dim=1)[0].cpu().numpy()  # (K, H, W, D)
+            name = self._volume_name(v)
+            image = image.numpy()
+            for s in slices:
+                part = (Ellipsis,) if s < 0 else (Ellipsis, s)
+                case = name if s < 0 else f"{name} slice {s}"
+                problems.append(DenseCRFProblem(case, probs[part], image[part], allowed[part]))
+                keys.append((v, s))
         return problems, keys
 
     def _grid_energy(self, problem, labels: np.ndarray) -> float:

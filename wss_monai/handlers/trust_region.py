@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -150,43 +150,53 @@ class TrustRegionProposals:
         parts = [str(volume[k]) for k in ("patient", "frame") if k in volume and not torch.is_tensor(volume[k])]
         return "_".join(parts) if parts else f"volume {v}"
 
-    def problems(self) -> tuple[list, list[tuple[int, int]]]:
-        """Stage-A problems of every training slice (volume) of this process's share, and their ``(volume, slice)``."""
-        problems, keys = [], []
+    def segmented_volumes(self) -> Iterator[tuple[int, list[int], dict, torch.Tensor, torch.Tensor]]:
+        """The network's output on every training volume of this process's share, in eval mode, without gradient.
+
+        Yields ``(v, slices, volume, image, logits)``: the volume's index and slices (``[-1]``: the whole
+        volume), the volume itself, its image ``(C, H, W, D)`` float and the logits ``(1, K, H, W, D)``
+        float, on the network's device. The network's training mode is restored at the end.
+        """
         training = self.network.training
         self.network.eval()
         try:
             for v, slices in self._volume_items().items():
                 volume = self.dataset.volumes[v]
                 image = torch.as_tensor(volume[self.image_key]).float()  # (C, H, W, D)
-                seeds = torch.as_tensor(volume[self.seed_key])[0]  # (H, W, D)
                 with torch.no_grad():
                     logits = self.inferer(image[None].to(self.device), self.network)
                     logits = logits.as_tensor() if hasattr(logits, "as_tensor") else logits
-                    log_probs = torch.log_softmax(logits.float(), dim=1).cpu()  # (1, K, H, W, D)
-                name = self._volume_name(v)
-                if self.volumetric:
-                    lp, im, sd, cases = log_probs, image[None], seeds[None], [name]
-                else:
-                    lp = log_probs[0].permute(3, 0, 1, 2)[slices]
-                    im = image.permute(3, 0, 1, 2)[slices]
-                    sd = seeds.permute(2, 0, 1)[slices]
-                    cases = [f"{name} slice {s}" for s in slices]
-                problems += proposal_problems(
-                    lp,
-                    im,
-                    sd,
-                    self.potts_weight,
-                    self.kl_weight,
-                    cases,
-                    self.neighbourhood,
-                    self.spacing,
-                    self.sigma,
-                    self.restrict_labels,
-                )
-                keys += [(v, s) for s in slices]
+                yield v, slices, volume, image, logits.float()
         finally:
             self.network.train(training)
+
+    def problems(self) -> tuple[list, list[tuple[int, int]]]:
+        """Stage-A problems of every training slice (volume) of this process's share, and their ``(volume, slice)``."""
+        problems, keys = [], []
+        for v, slices, volume, image, logits in self.segmented_volumes():
+            seeds = torch.as_tensor(volume[self.seed_key])[0]  # (H, W, D)
+            log_probs = torch.log_softmax(logits, dim=1).cpu()  # (1, K, H, W, D)
+            name = self._volume_name(v)
+            if self.volumetric:
+                lp, im, sd, cases = log_probs, image[None], seeds[None], [name]
+            else:
+                lp = log_probs[0].permute(3, 0, 1, 2)[slices]
+                im = image.permute(3, 0, 1, 2)[slices]
+                sd = seeds.permute(2, 0, 1)[slices]
+                cases = [f"{name} slice {s}" for s in slices]
+            problems += proposal_problems(
+                lp,
+                im,
+                sd,
+                self.potts_weight,
+                self.kl_weight,
+                cases,
+                self.neighbourhood,
+                self.spacing,
+                self.sigma,
+                self.restrict_labels,
+            )
+            keys += [(v, s) for s in slices]
         return problems, keys
 
     def submit(self, engine: Engine) -> None:
