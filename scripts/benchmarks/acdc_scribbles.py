@@ -73,14 +73,9 @@ def run_method(name: str, args: argparse.Namespace) -> Path:
     return train_and_segment(out, configs, overrides, args)
 
 
-def train_and_segment(out: Path, configs: list, overrides: dict, args: argparse.Namespace) -> Path:
-    """``run training`` with the benchmark's shared budget, then ``run inferring`` on the split's images.
-
-    A finished run (:func:`~wss_monai.utils.bundle_runs.finished_run`) is reused (delete its folder to
-    redo it), and so are its predictions. ``args`` gives the budget: dataset_dir, seed, num_validation, num_test,
-    spatial_size, batch_size, learning_rate, max_epochs and the split to segment.
-    """
-    common = {
+def budget(out: Path, args: argparse.Namespace) -> dict:
+    """The overrides every run of a benchmark shares: data, split, seed, size, batch and learning rate."""
+    return {
         "dataset_dir": Path(args.dataset_dir).resolve(),
         "output_dir": out,
         "seed": args.seed,
@@ -89,8 +84,17 @@ def train_and_segment(out: Path, configs: list, overrides: dict, args: argparse.
         "spatial_size": args.spatial_size,
         "batch_size": args.batch_size,
         "learning_rate": args.learning_rate,
-        **overrides,
     }
+
+
+def train_and_segment(out: Path, configs: list, overrides: dict, args: argparse.Namespace) -> Path:
+    """``run training`` with the benchmark's shared budget, then ``run inferring`` on the split's images.
+
+    A finished run (:func:`~wss_monai.utils.bundle_runs.finished_run`) is reused (delete its folder to
+    redo it), and so are its predictions. ``args`` gives the budget: dataset_dir, seed, num_validation, num_test,
+    spatial_size, batch_size, learning_rate, max_epochs and the split to segment.
+    """
+    common = {**budget(out, args), **overrides}
     if not finished_run(out):
         train = {**common, "max_epochs": args.max_epochs, "val_interval": args.max_epochs}
         run_logged(bundle_command("training", configs, train), out / "log.txt", cwd=ROOT)

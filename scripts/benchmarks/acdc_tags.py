@@ -32,7 +32,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from acdc_scribbles import CLASSES, summarise, train_and_segment, volume_scores  # noqa: E402
+from acdc_scribbles import CLASSES, budget, summarise, train_and_segment, volume_scores  # noqa: E402
 
 from wss_monai.bundle import bundle_configs  # noqa: E402
 from wss_monai.utils.bundle_runs import bundle_command, finished_run, run_logged  # noqa: E402
@@ -78,14 +78,7 @@ def train_classifier(args: argparse.Namespace) -> Path:
     if not finished_run(out):
         configs = bundle_configs("acdc", SEC, "configs/supervision/tags_sec_classifier.yaml")
         overrides = {
-            "dataset_dir": Path(args.dataset_dir).resolve(),
-            "output_dir": out,
-            "seed": args.seed,
-            "num_validation": args.num_validation,
-            "num_test": args.num_test,
-            "spatial_size": args.spatial_size,
-            "batch_size": args.batch_size,
-            "learning_rate": args.learning_rate,
+            **budget(out, args),
             "max_epochs": args.classifier_epochs,
             "val_interval": args.classifier_val_interval,
         }
