@@ -74,7 +74,8 @@ def run_method(name: str, args: argparse.Namespace) -> Path:
 
 
 def budget(out: Path, args: argparse.Namespace) -> dict:
-    """The overrides every run of a benchmark shares: data, split, seed, size, batch and learning rate."""
+    """The overrides every run of a benchmark shares: data, split, seed, size, batch, learning rate, time budget."""
+    minutes = getattr(args, "time_budget_minutes", None)
     return {
         "dataset_dir": Path(args.dataset_dir).resolve(),
         "output_dir": out,
@@ -84,6 +85,7 @@ def budget(out: Path, args: argparse.Namespace) -> dict:
         "spatial_size": args.spatial_size,
         "batch_size": args.batch_size,
         "learning_rate": args.learning_rate,
+        **({} if minutes is None else {"time_budget_minutes": minutes}),
     }
 
 
@@ -268,6 +270,9 @@ def main(argv: list[str] | None = None) -> str:
     parser.add_argument("--num_validation", type=int, default=15)
     parser.add_argument("--num_test", type=int, default=20)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--time_budget_minutes", type=float, default=None, help="each run trains at most this long (fewer epochs)"
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S"

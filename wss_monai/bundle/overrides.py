@@ -34,7 +34,7 @@ from typing import Any
 
 from monai.bundle import ConfigParser, ConfigWorkflow
 
-__all__ = ["AT_LEAST", "OPTIONAL_INTS", "check_overrides", "find_command_line"]
+__all__ = ["AT_LEAST", "OPTIONAL_INTS", "OPTIONAL_POSITIVE", "check_overrides", "find_command_line"]
 
 logger = logging.getLogger(__name__)
 
@@ -51,6 +51,8 @@ AT_LEAST = {
 """The smallest value each of these ids may take."""
 OPTIONAL_INTS = ("max_train_volumes",)
 """Ids that are ``null`` in the files and take an integer or null."""
+OPTIONAL_POSITIVE = ("time_budget_minutes",)
+"""Ids that are ``null`` in the files and take a positive number or null."""
 
 _WORKFLOW_ARGUMENTS = frozenset(inspect.signature(ConfigWorkflow.__init__).parameters) - {"self", "override"}
 
@@ -98,6 +100,10 @@ def _check_type(key: str, value: Any, default: Any) -> None:
     if leaf in OPTIONAL_INTS and default is None:
         if value is not None and (isinstance(value, bool) or not isinstance(value, numbers.Integral)):
             raise ValueError(f"--{key} must be an integer or null, got {value!r}")
+        return
+    if leaf in OPTIONAL_POSITIVE and default is None:
+        if value is not None and (isinstance(value, bool) or not isinstance(value, numbers.Real) or value <= 0):
+            raise ValueError(f"--{key} must be a positive number or null, got {value!r}")
         return
     if isinstance(default, bool) or not isinstance(default, numbers.Number):
         return

@@ -11,6 +11,7 @@ from wss_monai.handlers.log_barrier import LogBarrierScheduler
 from wss_monai.handlers.loss_terms import LossTermsLogger
 from wss_monai.handlers.parameter_schedule import GeometricSchedule
 from wss_monai.handlers.progress import TrainingProgressBar
+from wss_monai.handlers.time_budget import TimeBudget
 from wss_monai.handlers.timing import IterationTimer
 from wss_monai.handlers.trust_region import TrustRegionProposals
 from wss_monai.handlers.weight_ramp import LossWeightRamp
@@ -36,6 +37,7 @@ __all__ = [
     "LossTermsLogger",
     "LossWeightRamp",
     "PerCaseMetricsWriter",
+    "TimeBudget",
     "TrainingProgressBar",
     "hook_constraint_values",
     "summarise_rows",

@@ -115,7 +115,7 @@ def extend_lr_schedule(scheduler: Any, lengths: Mapping[str, Any]) -> bool:
     if not changed:
         return False
     for key, value in changed.items():
-        logger.info("LR schedule %s: %s in the checkpoint, %s as configured", key, getattr(scheduler, key), value)
+        logger.info("LR schedule %s: %s set to %s", key, getattr(scheduler, key), value)
         setattr(scheduler, key, value)
     closed_form = getattr(scheduler, "_get_closed_form_lr", None)
     if closed_form is None:

@@ -63,6 +63,24 @@ def randomizables(root: Any) -> list[Randomizable]:
     return found
 
 
+def _portable(numpy_state: tuple) -> list:
+    """A ``numpy.random.RandomState.get_state()`` tuple as types ``torch.load(weights_only=True)`` reads.
+
+    Its key array becomes a tensor: a checkpoint holding numpy arrays is refused by MONAI's
+    ``CheckpointLoader`` (and any ``torch.load`` with ``weights_only=True``, torch's default).
+    """
+    name, keys, position, has_gauss, cached_gaussian = numpy_state
+    keys = torch.from_numpy(np.asarray(keys, dtype=np.int64))
+    return [name, keys, int(position), int(has_gauss), float(cached_gaussian)]
+
+
+def _numpy_state(state) -> tuple:
+    """Back to the tuple ``set_state`` takes, from :func:`_portable`'s list or a tuple saved as is."""
+    name, keys, position, has_gauss, cached_gaussian = state
+    keys = keys.numpy() if isinstance(keys, torch.Tensor) else keys
+    return name, np.asarray(keys, dtype=np.uint32), position, has_gauss, cached_gaussian
+
+
 class RunRandomState:
     """The loader's generator, the augmentations' random states and the global generators, as one state.
 
@@ -79,14 +97,15 @@ class RunRandomState:
         self.generator, self.augmentation, self.global_state = generator, augmentation, global_state
 
     def state_dict(self) -> dict:
+        """Every generator's state, in types that ``torch.load(weights_only=True)`` reads back."""
         state: dict[str, Any] = {
-            "augmentation": [t.R.get_state() for t in randomizables(self.augmentation)],
+            "augmentation": [_portable(t.R.get_state()) for t in randomizables(self.augmentation)],
         }
         if self.generator is not None:
             state["generator"] = self.generator.get_state()
         if self.global_state:
             state["python"] = random.getstate()
-            state["numpy"] = np.random.get_state()
+            state["numpy"] = _portable(np.random.get_state())
             state["torch"] = torch.get_rng_state()
             if torch.cuda.is_available():
                 state["cuda"] = torch.cuda.get_rng_state_all()
@@ -108,12 +127,12 @@ class RunRandomState:
                 "the checkpoint was written with"
             )
         for transform, transform_state in zip(transforms, saved):
-            transform.R.set_state(transform_state)
+            transform.R.set_state(_numpy_state(transform_state))
         if self.generator is not None and "generator" in state:
             self.generator.set_state(state["generator"])
         if self.global_state and "python" in state:
             random.setstate(state["python"])
-            np.random.set_state(state["numpy"])
+            np.random.set_state(_numpy_state(state["numpy"]))
             torch.set_rng_state(state["torch"])
             if "cuda" in state and torch.cuda.is_available():
                 torch.cuda.set_rng_state_all(state["cuda"])
