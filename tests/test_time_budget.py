@@ -25,7 +25,7 @@ class Clock:
         return self.now
 
 
-def _trainer(epoch_seconds, budget, max_epochs=100, lr_scheduler=None, min_epochs=1):
+def _trainer(epoch_seconds, budget, max_epochs=100, lr_scheduler=None, min_epochs=1, settle=0.1):
     """An engine of one iteration per epoch whose epochs take the given seconds on a fake clock."""
     clock = Clock()
     durations = list(epoch_seconds)
@@ -36,7 +36,7 @@ def _trainer(epoch_seconds, budget, max_epochs=100, lr_scheduler=None, min_epoch
     trainer = Engine(step)
     if lr_scheduler is not None:
         trainer.add_event_handler(Events.EPOCH_COMPLETED, lambda _: lr_scheduler.step())
-    TimeBudget(budget, lr_scheduler=lr_scheduler, min_epochs=min_epochs, clock=clock).attach(trainer)
+    TimeBudget(budget, lr_scheduler=lr_scheduler, min_epochs=min_epochs, settle=settle, clock=clock).attach(trainer)
     state = trainer.run([0], max_epochs=max_epochs)
     return state, clock
 
@@ -61,6 +61,17 @@ def test_a_slow_first_epoch_is_left_out_of_the_estimate():
     # a budget that max_epochs fits into changes nothing
     state, clock = _trainer([30.0, 5.0], budget=100.0, max_epochs=12)
     assert state.epoch == state.max_epochs == 12
+
+
+def test_slow_epochs_at_the_start_do_not_cut_the_run_for_good():
+    # 1.8 s epochs, but the first takes 3 s and the third 4 s (other runs starting on the GPU): budget 330 s.
+    # Estimated at epoch 3 this would stop the run after 113 epochs (212 s); once 10 % of the budget has
+    # passed (epoch 17, 34 s) it fits 169 epochs (307.6 s)
+    state, clock = _trainer([3.0, 1.8, 4.0, 1.8], budget=330.0, max_epochs=200)
+    assert state.epoch == 169
+    assert clock.now == pytest.approx(3.0 + 1.8 + 4.0 + 1.8 * 166)
+    state, _ = _trainer([3.0, 1.8, 4.0, 1.8], budget=330.0, max_epochs=200, settle=0.0)
+    assert state.epoch == 113
 
 
 def test_budget_never_cut_below_min_epochs_or_the_epoch_done():
@@ -104,6 +115,7 @@ def test_a_schedule_without_a_length_is_refused_by_name():
         ({"seconds": float("inf")}, r"seconds must be a positive number .* got inf"),
         ({"seconds": "600"}, r"seconds must be a positive number .* got '600'"),
         ({"seconds": 10, "min_epochs": 0}, r"min_epochs must be an integer >= 1, got 0"),
+        ({"seconds": 10, "settle": 1.0}, r"settle must be a share of the budget in \[0, 1\), got 1.0"),
     ],
 )
 def test_bad_arguments_are_named(kwargs, message):

@@ -170,7 +170,7 @@ def training_energy(out: Path) -> dict:
             RemapUnlabelledd("scribble", unlabelled_value=run.get("scribble_unlabelled"), num_classes=len(CLASSES)),
         ]
     )
-    network = run.get("network").eval()
+    network = run.get("network").eval().cpu()  # the recorded device may be a GPU
     network.load_state_dict(torch.load(out / "models/model_final.pt", map_location="cpu", weights_only=True)["model"])
     energy_fn = PottsEnergy(reduction="none")
     energies, hits, seeds = [], 0, 0

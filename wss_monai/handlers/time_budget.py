@@ -45,21 +45,23 @@ logger = logging.getLogger(__name__)
 class TimeBudget:
     """Lowers ``max_epochs`` (and the LR schedule's length) so that training ends within ``seconds``.
 
-    From the second epoch on, the time per epoch is estimated from the epochs after the first (the
-    first carries one-off costs: memory allocation, kernel selection, worker start-up), and the
-    epochs still to come are the whole ones that fit in what is left of the budget. After the first
-    epoch the run stops only if the budget is already spent, so a run whose epochs all take as long
-    as its first may end up to one epoch past its budget.
+    The time per epoch is estimated from the epochs after the first (the first carries one-off
+    costs: memory allocation, kernel selection, worker start-up), and the epochs still to come are
+    the whole ones that fit in what is left of the budget. ``max_epochs`` is first lowered once
+    ``settle`` of the budget has passed, so that a few slow epochs at the start (other runs starting
+    on the same GPU) do not cut the run for good; before that the run stops only if the budget is
+    spent. A run whose epochs all take as long as its first may end up to one epoch past its budget.
 
     Args:
         seconds: the wall-clock budget of the training loop (> 0).
         lr_scheduler: an epoch-level ``torch.optim.lr_scheduler`` whose length (``T_max``,
             ``total_iters``) follows ``max_epochs``; shortened with it. None: no schedule to shorten.
         min_epochs: the run trains at least this many epochs, whatever the budget (>= 1).
+        settle: the share of the budget that passes before the first estimate counts (0 to 1).
         clock: seconds now (``time.perf_counter``); a test passes its own.
 
     Raises:
-        ValueError: ``seconds`` is not a positive finite number, or ``min_epochs`` < 1.
+        ValueError: ``seconds`` is not a positive finite number, ``min_epochs`` < 1 or ``settle`` outside [0, 1).
     """
 
     def __init__(
@@ -67,6 +69,7 @@ class TimeBudget:
         seconds: float,
         lr_scheduler: Any = None,
         min_epochs: int = 1,
+        settle: float = 0.1,
         clock: Callable[[], float] = time.perf_counter,
     ) -> None:
         if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or not math.isfinite(seconds):
@@ -75,7 +78,10 @@ class TimeBudget:
             raise ValueError(f"seconds must be a positive number (the training budget), got {seconds!r}")
         if isinstance(min_epochs, bool) or not isinstance(min_epochs, int) or min_epochs < 1:
             raise ValueError(f"min_epochs must be an integer >= 1, got {min_epochs!r}")
+        if isinstance(settle, bool) or not isinstance(settle, (int, float)) or not 0 <= settle < 1:
+            raise ValueError(f"settle must be a share of the budget in [0, 1), got {settle!r}")
         self.seconds = float(seconds)
+        self.settle = float(settle)
         self.lr_scheduler = lr_scheduler
         self.min_epochs = min_epochs
         self.clock = clock
@@ -103,7 +109,7 @@ class TimeBudget:
         left = self.seconds - (now - self._started)
         if left <= 0:
             fitting = epoch
-        elif per_epoch is None:
+        elif per_epoch is None or now - self._started < self.settle * self.seconds:
             return
         else:
             fitting = epoch + (math.floor(left / per_epoch) if per_epoch > 0 else engine.state.max_epochs)
