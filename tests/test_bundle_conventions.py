@@ -14,29 +14,36 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 import pytest
+import SimpleITK as sitk
 import torch
 from bundle_helpers import ROOT, SMALL, run_bundles
 from monai.bundle import ConfigParser, ConfigWorkflow, ckpt_export
 from monai.utils import BundleProperty, BundlePropertyConfig
 
 from wss_monai.bundle import BEST_CHECKPOINT, KINDS, RUN_CONFIG, RUN_METADATA, TrainedRun, bundle_configs
+from wss_monai.data.atlas_phantoms import make_atlas_phantoms
 from wss_monai.data.lesion_phantoms import make_isles_phantoms, make_wmh_phantoms
 from wss_monai.data.phantoms import make_cardiac_phantoms
+from wss_monai.data.prostate_phantoms import make_promise12_phantoms
 
-BUNDLES = ("acdc", "isles", "wmh")
+BUNDLES = ("acdc", "isles", "wmh", "promise12", "atlas")
 RECIPE = {
     "acdc": "configs/supervision/scribble.yaml",
     "isles": "configs/lesion/gdl_boundary_3d.yaml",
     "wmh": "configs/lesion/gdl_boundary_2d.yaml",
+    "promise12": "configs/supervision/boxes.yaml",  # the bundles' point: bounding boxes (docs/boxes.md)
+    "atlas": "configs/supervision/boxes.yaml",
 }
 PROFILE = {
     "acdc": "configs/profiles/cpu_quick.yaml",
     "isles": "configs/profiles/lesion_cpu_quick.yaml",
     "wmh": "configs/profiles/lesion_cpu_quick.yaml",
+    "promise12": "configs/profiles/cpu_quick.yaml",
+    "atlas": "configs/profiles/lesion_cpu_quick.yaml",
 }
-CLASSES = {"acdc": 4, "isles": 2, "wmh": 2}
-CHANNELS = {"acdc": 1, "isles": 5, "wmh": 2}
-INFER_EXTRA = {"acdc": {}, "isles": {"infer_subset": "TRAINING"}, "wmh": {}}  # the ISLES phantoms have no TESTING/
+CLASSES = {"acdc": 4, "isles": 2, "wmh": 2, "promise12": 2, "atlas": 2}
+CHANNELS = {"acdc": 1, "isles": 5, "wmh": 2, "promise12": 1, "atlas": 1}
+INFER_EXTRA = {b: {} for b in BUNDLES} | {"isles": {"infer_subset": "TRAINING"}}  # the ISLES phantoms have no TESTING/
 
 
 CONFIGS = ROOT / "configs"
@@ -49,6 +56,10 @@ def phantoms(tmp_path_factory) -> dict[str, Path]:
         "acdc": make_cardiac_phantoms(root / "acdc", num_patients=4, seed=3, shape=(32, 32), num_slices=(3, 4)),
         "isles": make_isles_phantoms(root / "isles", num_cases=4, seed=2, shape=(32, 32), num_slices=(2, 3)),
         "wmh": make_wmh_phantoms(root / "wmh", num_subjects=4, seed=5, shape=(32, 32, 8)),
+        "promise12": make_promise12_phantoms(
+            root / "promise12", num_cases=4, seed=4, shape=(32, 32), num_slices=(3, 4)
+        ),
+        "atlas": make_atlas_phantoms(root / "atlas", num_cases=4, seed=6, shape=(32, 32, 12), layout="r1.1"),
     }
 
 
@@ -65,7 +76,7 @@ def _workflow(config_file, workflow_type: str, **overrides) -> ConfigWorkflow:
 
 @pytest.fixture(scope="module")
 def trained(phantoms, tmp_path_factory) -> dict[str, Path]:
-    """One tiny `run training` per bundle (profile + recipe, one epoch), the three at once, outside the repository."""
+    """One tiny `run training` per bundle (profile + recipe, one epoch), all at once, outside the repository."""
     runs, commands = {}, []
     for bundle in BUNDLES:
         out = tmp_path_factory.mktemp(f"{bundle}_run")
@@ -85,7 +96,7 @@ def inputs(phantoms, tmp_path_factory) -> dict[str, tuple[Path, list[tuple[Path,
     for source in sorted((phantoms["acdc"] / "training/patient001").glob("patient001_frame??.nii.gz")):
         (flat / source.name).write_bytes(source.read_bytes())
         acdc.append((source, Path(source.name.replace(".nii.gz", "_seg.nii.gz"))))
-    isles, wmh = phantoms["isles"], phantoms["wmh"]
+    isles, wmh, promise12, atlas = (phantoms[b] for b in ("isles", "wmh", "promise12", "atlas"))
     return {
         "acdc": (flat, acdc),
         "isles": (
@@ -99,12 +110,23 @@ def inputs(phantoms, tmp_path_factory) -> dict[str, tuple[Path, list[tuple[Path,
             wmh,
             [(s, s.relative_to(wmh).with_name("FLAIR_seg.nii.gz")) for s in sorted(wmh.rglob("FLAIR.nii.gz"))],
         ),
+        "promise12": (
+            promise12,
+            [(s, Path(s.name.replace(".mhd", "_seg.nii.gz"))) for s in sorted(promise12.glob("Case??.mhd"))],
+        ),
+        "atlas": (
+            atlas,
+            [
+                (s, s.relative_to(atlas).with_name(s.name.replace(".nii.gz", "_seg.nii.gz")))
+                for s in sorted(atlas.rglob("*_t1w_deface_stx.nii.gz"))
+            ],
+        ),
     }
 
 
 @pytest.fixture(scope="module")
 def predicted(trained, inputs, tmp_path_factory) -> dict[str, Path]:
-    """inference.yaml alone on each trained run (MONAI's default run id), the three at once; the output folders."""
+    """inference.yaml alone on each trained run (MONAI's default run id), all at once; the output folders."""
     commands, outputs = [], {}
     for bundle in BUNDLES:
         overrides = {"run_dir": trained[bundle], "input_dir": inputs[bundle][0], **INFER_EXTRA[bundle]}
@@ -192,6 +214,11 @@ def test_every_recipe_profile_and_overlay_keeps_the_property_ids():
                   CONFIGS / "profiles/whole_volumes_3d.yaml"],
     }  # fmt: skip
     merges["wmh"] = merges["isles"]
+    boxes_and_size = [CONFIGS / "supervision/boxes.yaml", CONFIGS / "supervision/size.yaml"]
+    merges["promise12"] = [*boxes_and_size, CONFIGS / "supervision/full.yaml", CONFIGS / "augmentation/strong.yaml",
+                           CONFIGS / "profiles/cpu_quick.yaml", CONFIGS / "profiles/paper_gpu.yaml",
+                           CONFIGS / "profiles/whole_volumes_3d.yaml"]  # fmt: skip
+    merges["atlas"] = [*boxes_and_size, *merges["isles"]]
     checked = 0
     for bundle, extras in merges.items():
         for extra in [None, *extras]:
@@ -213,7 +240,7 @@ def test_every_recipe_profile_and_overlay_keeps_the_property_ids():
             ]
             assert wrong == missing == [], [str(f) for f in files]
             checked += 1
-    assert checked > 40
+    assert checked > 60
 
 
 @pytest.mark.slow
@@ -273,6 +300,18 @@ def test_an_inference_config_without_a_required_id_fails_the_check(trained, phan
         workflow.check_properties()
 
 
+def _grid(path: Path) -> tuple[tuple[int, ...], np.ndarray]:
+    """An image's shape and RAS affine: nibabel's for NIfTI, for MetaImage SimpleITK's grid turned from LPS to RAS."""
+    if path.suffix != ".mhd":
+        image = nib.load(path)
+        return image.shape, image.affine
+    image = sitk.ReadImage(str(path))
+    affine = np.eye(4)
+    affine[:3, :3] = np.reshape(image.GetDirection(), (3, 3)) @ np.diag(image.GetSpacing())
+    affine[:3, 3] = image.GetOrigin()
+    return tuple(image.GetSize()), np.diag([-1.0, -1.0, 1.0, 1.0]) @ affine
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("bundle", BUNDLES)
 def test_inference_alone_segments_a_folder_and_the_export_matches_the_eager_network(
@@ -282,9 +321,10 @@ def test_inference_alone_segments_a_folder_and_the_export_matches_the_eager_netw
     _, pairs = inputs[bundle]
     assert pairs
     for source, relative in pairs:
-        image, pred = nib.load(source), nib.load(predicted[bundle] / relative)
-        assert pred.shape == image.shape
-        np.testing.assert_allclose(pred.affine, image.affine, atol=1e-5)
+        pred = nib.load(predicted[bundle] / relative)
+        shape, affine = _grid(source)
+        assert pred.shape == shape
+        np.testing.assert_allclose(pred.affine, affine, atol=1e-5)
         values = set(np.unique(np.asarray(pred.dataobj)).tolist())
         assert pred.get_data_dtype() == np.uint8 and values <= set(range(CLASSES[bundle]))
 
