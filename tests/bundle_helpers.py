@@ -32,8 +32,12 @@ def run_bundle(
     One thread per run (``OMP_NUM_THREADS=1``), warnings off; ``run_id=None`` leaves the run id out.
     With ``check`` a failed run raises an AssertionError quoting the end of its output.
     """
-    command = bundle_command(run_id, configs, {**base, **overrides})
-    result = subprocess.run(command, cwd=cwd, capture_output=True, text=True, env=_env())
+    return run_command(bundle_command(run_id, configs, {**base, **overrides}), cwd, check)
+
+
+def run_command(command: Sequence[str], cwd: str | Path, check: bool = True) -> subprocess.CompletedProcess:
+    """A bundle command line as given (e.g. ``wss_monai.label.label_training_command``), as ``run_bundle`` runs it."""
+    result = subprocess.run(list(command), cwd=cwd, capture_output=True, text=True, env=_env())
     if check and result.returncode:
         raise AssertionError(f"bundle run failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}")
     return result

@@ -9,7 +9,7 @@ import pytest
 from wss_monai.label import (
     LabelCheckError,
     ScribbleConvention,
-    box_recipe,
+    box_file_json,
     boxes_from_json,
     check_same_grid,
     label_training_command,
@@ -46,17 +46,18 @@ def records(tmp_path):
 def test_scribbles_and_full_labels_become_scribble_files(records, tmp_path):
     datalist = make_label_datalist(records, tmp_path / "out", PAINTED, 4, 4, output_json=tmp_path / "d.json")
     assert [(c["patient"], c["supervision"]) for c in datalist["training"]] == [("a", "weak"), ("b", "full")]
-    assert datalist["boxes_waiting"] == ["c"] and json.loads((tmp_path / "d.json").read_text()) == datalist
+    assert datalist["supervision"] == "scribbles" and datalist["left_out"] == ["c"]  # 2 images each: scribbles
+    assert json.loads((tmp_path / "d.json").read_text()) == datalist
     weak = np.asarray(nib.load(datalist["training"][0]["scribble"]).dataobj)
     assert weak[0, 0, 0] == 0 and weak[3, 3, 1] == 3 and (weak == 4).sum() == weak.size - 2
     full = np.asarray(nib.load(datalist["training"][1]["scribble"]).dataobj)
     assert full.max() == 2 and (full != 4).all()  # the full label wins over the image's scribbles
 
 
-def test_nothing_to_train_on_raises(records, tmp_path):
-    with pytest.raises(ValueError, match=r"images \['c'\] have boxes only and nothing else to train on: the box"):
-        make_label_datalist(records[2:], tmp_path / "out", PAINTED, 4, 4)
-    with pytest.raises(ValueError, match=r"nothing to train on among 1 images"):
+def test_boxes_alone_train_and_nothing_to_train_on_raises(records, tmp_path):
+    boxes = make_label_datalist(records[2:], tmp_path / "out", PAINTED, 4, 4)
+    assert boxes["supervision"] == "boxes" and [c["patient"] for c in boxes["training"]] == ["c"]
+    with pytest.raises(ValueError, match=r"nothing to train on with the scribbles recipe among 1 images: save"):
         make_label_datalist(records[3:], tmp_path / "out", PAINTED, 4, 4)
     with pytest.raises(ValueError, match=r"unlabelled must not be a class index"):
         make_label_datalist(records, tmp_path / "out", PAINTED, 4, 2)
@@ -74,7 +75,7 @@ def test_unusable_labels_raise(records, tmp_path):
         check_same_grid((6, 6), np.eye(4), (6, 6, 2), np.eye(4))
 
 
-def test_boxes_from_json_and_missing_recipe(tmp_path):
+def test_boxes_from_json():
     boxes = {"boxes": [{"label": 3, "start": [0, 0, 0], "end": [1, 2, 0]}]}
     mask = boxes_from_json(boxes, (4, 4, 1), ["background", "rv", "myo", "lv"])
     assert mask.sum() == 3 * 6 and mask[1, 2, 0] == 3 and mask[2, 0, 0] == 0
@@ -82,11 +83,12 @@ def test_boxes_from_json_and_missing_recipe(tmp_path):
         boxes_from_json({"boxes": [{"label": 1, "start": [0, 0, 0], "end": [9, 2, 0]}]}, (4, 4, 1), ["bg", "x"])
     with pytest.raises(ValueError, match=r"box label 'spleen' is not a class name"):
         boxes_from_json({"boxes": [{"label": "spleen", "start": [0, 0, 0], "end": [0, 0, 0]}]}, (4, 4, 1), ["bg"])
-    with pytest.raises(FileNotFoundError, match=r"no box recipe .* training from boxes waits for it"):
-        box_recipe(tmp_path)
-    (tmp_path / "configs/supervision").mkdir(parents=True)
-    (tmp_path / "configs/supervision/boxes.yaml").write_text("{}")
-    assert box_recipe(tmp_path).name == "boxes.yaml"
+    overlapping = {"boxes": [{"label": "myo", "start": [0, 0, 0], "end": [3, 3, 0]},
+                             {"label": 3, "start": [1, 1, 0], "end": [2, 2, 0]}]}  # fmt: skip
+    assert box_file_json(overlapping, (4, 4, 1), ["background", "rv", "myo", "lv"])["boxes"] == [
+        {"class": 2, "box": [0, 0, 0, 4, 4, 1]},
+        {"class": 3, "box": [1, 1, 0, 3, 3, 1]},
+    ]
 
 
 def test_training_command_lists_the_recipe_regulariser_and_overlay():

@@ -5,8 +5,8 @@
 - :class:`~wss_monai.label.app.infer.SegmentationTask`: 3D volume in, labels in the input's space out.
 - :class:`~wss_monai.label.app.infer.RefinementTask`: new scribbles + the network's probabilities → graph
   cut / α-expansion in 3D, scribbles hard.
-- :class:`~wss_monai.label.app.train.DatastoreTrainTask`: trains the bundle on the datastore's scribbles and
-  full labels (partial CE + a CRF loss) and serves the new weights.
+- :class:`~wss_monai.label.app.train.DatastoreTrainTask`: trains the bundle on the datastore's scribbles,
+  boxes and full labels (partial CE or the box recipe, + a CRF loss) and serves the new weights.
 - :class:`~wss_monai.label.app.datastore.CheckedDatastore`: refuses unusable uploads before saving them.
 - :mod:`wss_monai.label.app.server`: MONAI Label's FastAPI app with 4xx answers for malformed requests.
 """

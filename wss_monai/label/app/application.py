@@ -8,7 +8,8 @@ Configuration (``monailabel start_server ... --conf key value``):
   run served now, so a training in a background process hands its weights to the server.
 - ``scribbles_convention`` (``painted``), ``scribbles_background``, ``scribbles_unlabelled``: how stored
   scribble values read (:class:`wss_monai.label.scribbles.ScribbleConvention`); each can be set per request.
-- ``max_epochs`` (2), ``regulariser`` (``dense_crf``), ``smoothness`` (2.0): task defaults.
+- ``max_epochs`` (2), ``regulariser`` (``dense_crf``), ``supervision`` (``auto``), ``smoothness`` (2.0): task
+  defaults.
 - ``device``: ``cpu`` (default) or ``cuda``.
 
 Models: ``segmentation`` (:class:`~wss_monai.label.app.infer.SegmentationTask`), ``refinement``
@@ -57,6 +58,7 @@ class WssLabelApp(MONAILabelApp):
         parser = ConfigParser()
         parser.read_config([str(f) for f in bundle_configs(self.bundle)])
         self.num_classes = int(parser["num_classes"])
+        self.class_names = [str(name) for name in parser["class_names"]]
         self.scribble_unlabelled = int(parser.get("scribble_unlabelled", 255))
         self.names = label_names(self.bundle)
         self.work_dir = Path(conf.get("work_dir") or Path(studies) / ".wss_label")
@@ -71,7 +73,7 @@ class WssLabelApp(MONAILabelApp):
         self._predictor: Predictor | None = None
         self.conf_tasks = conf
         super().__init__(app_dir=app_dir, studies=studies, conf=conf, name="wss-monai",
-                         description=f"Weakly supervised {self.bundle} segmentation: scribbles in the loop",
+                         description=f"Weakly supervised {self.bundle} segmentation: scribbles and boxes in the loop",
                          labels=self.names)  # fmt: skip
 
     # ---- the served run
@@ -117,7 +119,7 @@ class WssLabelApp(MONAILabelApp):
 
     # ---- MONAI Label hooks
     def init_datastore(self) -> Datastore:
-        return CheckedDatastore(self.studies, self.num_classes, self._checked_convention,
+        return CheckedDatastore(self.studies, self.num_classes, self._checked_convention, self.class_names,
                                 extensions=["*.nii.gz", "*.nii"], auto_reload=False)  # fmt: skip
 
     def _checked_convention(self, params: dict) -> ScribbleConvention:
@@ -137,10 +139,11 @@ class WssLabelApp(MONAILabelApp):
         }  # fmt: skip
 
     def init_trainers(self) -> dict:
-        defaults = {k: self.conf_tasks[k] for k in ("max_epochs", "regulariser") if k in self.conf_tasks}
+        defaults = {k: self.conf_tasks[k] for k in ("max_epochs", "regulariser", "supervision") if k in self.conf_tasks}
         return {
             SEGMENTATION: DatastoreTrainTask(self.bundle, self.work_dir, self.num_classes, self.scribble_unlabelled,
-                                             self._checked_convention, self.served_run, self.serve, defaults)
+                                             self._checked_convention, self.served_run, self.serve, defaults,
+                                             self.class_names)
         }  # fmt: skip
 
     def infer(self, request: dict, datastore=None) -> dict:
