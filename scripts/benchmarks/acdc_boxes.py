@@ -37,7 +37,7 @@ METHODS = {  # configs, overrides
     "box prior, margin 10": ([BOXES], {"box_margin": 10}),
     # a ring (MYO) or a crescent (RV) fills less than half its box: 71 % / 47 % of the ACDC training boxes
     # at margin 0 fill under 0.5 of it, 5 % under 0.26 / 0.32, so the default lower size bound 0.5 |box|
-    # cannot hold for them; 0.2 can
+    # cannot hold for them; 0.2 can (and does worse: docs/boxes.md)
     "box prior, ε 0.2": ([BOXES], {"box_margin": 0, "box_epsilon": 0.2}),
     "masked CE": ([BOXES], {"box_loss": "masked_ce"}),
     "masked CE, margin 10": ([BOXES], {"box_loss": "masked_ce", "box_margin": 10}),
