@@ -26,7 +26,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from acdc_scribbles import summarise, train_and_segment, volume_scores  # noqa: E402
+from acdc_scribbles import add_budget_arguments, summarise, train_and_segment, volume_scores  # noqa: E402
 
 from wss_monai.bundle import bundle_configs  # noqa: E402
 
@@ -92,14 +92,7 @@ def main(argv: list[str] | None = None) -> str:
     parser.add_argument("--dataset_dir", required=True)
     parser.add_argument("--output_dir", default="runs/bench_boxes")
     parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=list(METHODS))
-    parser.add_argument("--split", default="test", choices=["validation", "test"])
-    parser.add_argument("--max_epochs", type=int, default=25)
-    parser.add_argument("--spatial_size", type=int, default=128)
-    parser.add_argument("--batch_size", type=int, default=16)
-    parser.add_argument("--learning_rate", type=float, default=0.002)
-    parser.add_argument("--num_validation", type=int, default=15)
-    parser.add_argument("--num_test", type=int, default=20)
-    parser.add_argument("--seed", type=int, default=0)
+    add_budget_arguments(parser)
     args = parser.parse_args(argv)
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S"

@@ -73,9 +73,24 @@ def run_method(name: str, args: argparse.Namespace) -> Path:
     return train_and_segment(out, configs, overrides, args)
 
 
+def add_budget_arguments(parser: argparse.ArgumentParser) -> None:
+    """The command-line options of the budget every ACDC benchmark shares (read by :func:`budget`)."""
+    parser.add_argument("--split", default="test", choices=["validation", "test"])
+    parser.add_argument("--max_epochs", type=int, default=25)
+    parser.add_argument("--spatial_size", type=int, default=128)
+    parser.add_argument("--batch_size", type=int, default=16)
+    parser.add_argument("--learning_rate", type=float, default=0.002)
+    parser.add_argument("--num_validation", type=int, default=15)
+    parser.add_argument("--num_test", type=int, default=20)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--time_budget_minutes", type=float, default=None, help="each run trains at most this long (fewer epochs)"
+    )
+
+
 def budget(out: Path, args: argparse.Namespace) -> dict:
     """The overrides every run of a benchmark shares: data, split, seed, size, batch, learning rate, time budget."""
-    minutes = getattr(args, "time_budget_minutes", None)
+    minutes = args.time_budget_minutes
     return {
         "dataset_dir": Path(args.dataset_dir).resolve(),
         "output_dir": out,
@@ -261,18 +276,8 @@ def main(argv: list[str] | None = None) -> str:
     parser.add_argument("--output_dir", default="runs/bench_scribbles")
     parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=list(METHODS))
     parser.add_argument("--overlay", nargs="*", default=[], help="extra config files merged into every method")
-    parser.add_argument("--split", default="test", choices=["validation", "test"])
     parser.add_argument("--length_fraction", type=float, default=1.0, help="scribble length kept (0: clicks)")
-    parser.add_argument("--max_epochs", type=int, default=25)
-    parser.add_argument("--spatial_size", type=int, default=128)
-    parser.add_argument("--batch_size", type=int, default=16)
-    parser.add_argument("--learning_rate", type=float, default=0.002)
-    parser.add_argument("--num_validation", type=int, default=15)
-    parser.add_argument("--num_test", type=int, default=20)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument(
-        "--time_budget_minutes", type=float, default=None, help="each run trains at most this long (fewer epochs)"
-    )
+    add_budget_arguments(parser)
     args = parser.parse_args(argv)
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S"

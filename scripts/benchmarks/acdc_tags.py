@@ -32,7 +32,14 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from acdc_scribbles import CLASSES, budget, summarise, train_and_segment, volume_scores  # noqa: E402
+from acdc_scribbles import (  # noqa: E402
+    CLASSES,
+    add_budget_arguments,
+    budget,
+    summarise,
+    train_and_segment,
+    volume_scores,
+)
 
 from wss_monai.bundle import bundle_configs  # noqa: E402
 from wss_monai.utils.bundle_runs import bundle_command, finished_run, run_logged  # noqa: E402
@@ -171,20 +178,13 @@ def main(argv: list[str] | None = None) -> str:
     parser.add_argument("--dataset_dir", required=True)
     parser.add_argument("--output_dir", default="runs/bench_tags")
     parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=list(METHODS))
-    parser.add_argument("--split", default="test", choices=["validation", "test"])
-    parser.add_argument("--max_epochs", type=int, default=25)
     parser.add_argument("--classifier_epochs", type=int, default=25)
     parser.add_argument("--classifier_val_interval", type=int, default=5)
     parser.add_argument("--crf_scale_factor", type=float, default=0.25, help="SEC's CRF ran at 1/8 of its input")
     parser.add_argument("--foreground_fraction", type=float, default=0.2)
     parser.add_argument("--background_fraction", type=float, default=0.1)
     parser.add_argument("--cues_only", action="store_true", help="train the classifier and report its cues only")
-    parser.add_argument("--spatial_size", type=int, default=128)
-    parser.add_argument("--batch_size", type=int, default=16)
-    parser.add_argument("--learning_rate", type=float, default=0.002)
-    parser.add_argument("--num_validation", type=int, default=15)
-    parser.add_argument("--num_test", type=int, default=20)
-    parser.add_argument("--seed", type=int, default=0)
+    add_budget_arguments(parser)
     args = parser.parse_args(argv)
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S"
