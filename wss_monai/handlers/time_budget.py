@@ -72,9 +72,7 @@ class TimeBudget:
         settle: float = 0.1,
         clock: Callable[[], float] = time.perf_counter,
     ) -> None:
-        if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or not math.isfinite(seconds):
-            raise ValueError(f"seconds must be a positive number (the training budget), got {seconds!r}")
-        if seconds <= 0:
+        if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or not 0 < seconds < math.inf:
             raise ValueError(f"seconds must be a positive number (the training budget), got {seconds!r}")
         if isinstance(min_epochs, bool) or not isinstance(min_epochs, int) or min_epochs < 1:
             raise ValueError(f"min_epochs must be an integer >= 1, got {min_epochs!r}")
