@@ -1,15 +1,12 @@
 #!/usr/bin/env bash
-# The test command: installs what is needed (scripts/setup_env.sh), lints, then runs the unit tests,
-# the bundle end-to-end tests and the docstring examples on 2 processes.
-# WSS_LABEL_TESTS=1 also creates .venv-label (scripts/setup_label_env.sh), so that the MONAI Label
-# server test runs instead of being skipped. It is off by default: creating that environment from
-# nothing took about 13 minutes here (downloads and itk), beyond the suite's 20-minute budget;
-# scripts/test_label.sh runs the label tests alone.
+# The test command: installs what is needed (scripts/setup_env.sh, then .venv-label for MONAI Label on top
+# of it, scripts/setup_label_env.sh), lints, runs the label app's docstring examples in .venv-label, then
+# the unit tests, the bundle end-to-end tests (the MONAI Label server test among them) and the docstring
+# examples on 2 processes.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup_env.sh
-if [ "${WSS_LABEL_TESTS:-0}" != 0 ]; then
-  bash scripts/setup_label_env.sh  # tests/test_label_server.py is skipped without .venv-label
-fi
+bash scripts/setup_label_env.sh
 .venv/bin/ruff check wss_monai tests scripts apps conftest.py
+.venv-label/bin/python -m pytest -q -p no:cacheprovider --doctest-modules wss_monai/label/app
 exec .venv/bin/python -m pytest -n 2 --doctest-modules wss_monai tests "$@"

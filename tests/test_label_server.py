@@ -13,8 +13,9 @@ import numpy as np
 import pytest
 
 from wss_monai.data.phantoms import make_cardiac_phantoms
-from wss_monai.label import untrained_run
+from wss_monai.label import boxes_from_json, untrained_run
 from wss_monai.label.launch import LABEL_ENV, running_server
+from wss_monai.transforms import tight_boxes
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -132,3 +133,75 @@ def test_label_server_session(tmp_path):
         assert not np.array_equal(
             np.asarray(nib.load(str(after)).dataobj), np.asarray(nib.load(str(segmentation)).dataobj)
         )
+
+
+def _annotator_boxes(label: np.ndarray, classes) -> dict:
+    """The box JSON an annotator would send: the tight box of each region of ``classes`` in each slice."""
+    names = ["background", "rv", "myo", "lv"]
+    rows = tight_boxes(label.astype(np.int64), num_classes=4, box_dims=2)
+    return {"boxes": [{"label": names[r[0]], "start": r[1:4].tolist(), "end": (r[4:] - 1).tolist()}
+                      for r in rows if r[0] in classes]}  # fmt: skip
+
+
+def test_label_server_boxes(tmp_path):
+    """Boxes through a live server: box JSON (the LV box inside the myocardium's) and a box mask are saved,
+    bad boxes are refused with 422 and leave the datastore as it was, the box recipe trains from them."""
+    studies, _ = _studies(tmp_path)
+    truth = {}
+    for name in ("patient001", "patient002"):
+        stored = nib.load(str(next((tmp_path / "phantoms").rglob(f"{name}_frame01_gt.nii.gz"))))
+        truth[name] = (np.asarray(stored.dataobj), stored.affine)
+    box_json = tmp_path / "patient001_boxes.json"
+    box_json.write_text(json.dumps(_annotator_boxes(truth["patient001"][0], (1, 2, 3))))
+    lv_boxes = boxes_from_json(_annotator_boxes(truth["patient002"][0], (3,)), truth["patient002"][0].shape,
+                               ["background", "rv", "myo", "lv"])  # fmt: skip
+    box_mask = tmp_path / "patient002_boxes.nii.gz"
+    nib.save(nib.Nifti1Image(lv_boxes, truth["patient002"][1]), str(box_mask))
+    run_dir = untrained_run("acdc", tmp_path / "run0", overrides={"spatial_size": 32, "batch_size": 8})
+    app_dir = tmp_path / "app"
+    app_dir.mkdir()
+    shutil.copy(ROOT / "apps" / "wss_label" / "main.py", app_dir / "main.py")
+    conf = {"bundle": "acdc", "run_dir": run_dir, "max_epochs": 1, "regulariser": "none"}
+    with running_server(app_dir, studies, conf, tmp_path / "server.log") as client:
+        client.wait()
+        status, body = client.infer("segmentation", "patient001")
+        assert status == 200, body[:500]
+        before_training = np.asarray(nib.load(_written(tmp_path / "seg0.nii.gz", body)).dataobj)
+        status, body = client.save_label("patient001", box_json, "boxes", filename="boxes.json")
+        assert status == 200, body[:500]
+        status, body = client.save_label("patient002", box_mask, "boxes")
+        assert status == 200, body[:500]
+        stored = _datastore_state(studies)
+        assert {"labels/boxes/patient001.json", "labels/boxes/patient002.nii.gz"} <= set(stored[0])
+
+        # bad boxes: 422 naming the problem, the datastore unchanged
+        status, body = client.save_label("patient002", _with_value(box_mask, 7, tmp_path / "seven.nii.gz"), "boxes")
+        assert status == 422 and "7" in _detail(body)
+        spleen = {"boxes": [{"label": "spleen", "start": [0, 0, 0], "end": [3, 3, 0]}]}
+        status, body = client.save_label("patient001", json.dumps(spleen).encode(), "boxes", filename="b.json")
+        assert status == 422 and "spleen" in _detail(body)
+        status, body = client.save_label("patient001", b'{"boxes": [', "boxes", filename="b.json")
+        assert status == 422, body[:500]
+        outside = {"boxes": [{"label": "lv", "start": [0, 0, 0], "end": [500, 3, 0]}]}
+        status, body = client.save_label("patient001", json.dumps(outside).encode(), "boxes", filename="b.json")
+        assert status == 422 and "500" in _detail(body)
+        assert _datastore_state(studies) == stored
+
+        # the box recipe trains from both box files; the new weights are served
+        status, body = client.train("segmentation", {"max_epochs": 1, "spatial_size": 32, "supervision": "boxes"})
+        assert status == 200, body[:2000]
+        result = json.loads(body)
+        assert result["recipe"] == "boxes" and result["images"] == 2
+        assert set(result["supervision"]) == {"patient001", "patient002"}
+        run_config = json.loads(Path(result["run_dir"], "configs", "train.json").read_text())
+        assert (run_config["box_loss"], run_config["box_source"]) == ("prior", "files")
+        status, body = client.infer("segmentation", "patient001")
+        assert status == 200, body[:500]
+        after_training = np.asarray(nib.load(_written(tmp_path / "seg1.nii.gz", body)).dataobj)
+        assert after_training.shape == before_training.shape
+        assert not np.array_equal(after_training, before_training)
+
+
+def _written(path: Path, body: bytes) -> str:
+    path.write_bytes(body)
+    return str(path)
