@@ -1,4 +1,4 @@
-"""A recorded MONAI Label session on cardiac phantoms: start the server, infer, scribble, refine, train, infer again.
+"""A recorded MONAI Label session on phantoms or ACDC: start the server, infer, scribble, refine, train, infer again.
 
 An annotation project that starts from nothing: the server serves an untrained run of the ACDC
 bundle; an annotator's scribbles (the phantoms' own, painted in Slicer's convention: 0 none, 1-3
@@ -8,6 +8,12 @@ after. The mean 3D Dice over RV, MYO and LV (against the phantoms' full labels, 
 server) is reported for the scribbled images and for the others::
 
     python scripts/label_session.py --output_dir runs/label_session
+
+With ``--acdc_dir`` the studies are real ACDC frames (both frames of each of ``--patients``) and the
+annotator's scribbles are the released manual scribbles of the first ``--annotated`` frames::
+
+    python scripts/label_session.py --output_dir runs/label_session_acdc --acdc_dir ../shared/data/acdc \
+        --annotated 8 --spatial_size 128
 
 Needs ``.venv-label`` (``scripts/setup_label_env.sh``); writes ``session.json`` and the server's log.
 """
@@ -41,12 +47,26 @@ def mean_dice(prediction: np.ndarray, label: np.ndarray, classes=(1, 2, 3)) -> f
     return float(np.mean(scores))
 
 
-def _studies(output_dir: Path, num_images: int, shape: int) -> tuple[Path, dict, dict]:
-    root = make_cardiac_phantoms(output_dir / "phantoms", num_patients=num_images, shape=(shape, shape))
+ACDC_PATIENTS = ["patient008", "patient015", "patient026", "patient030", "patient032", "patient034"]
+"""Default ACDC patients of a session: held-out test patients of the ACDC benchmarks (never trained on there)."""
+
+
+def _acdc_frames(acdc_dir: Path, patients: list[str]) -> list[Path]:
+    frames = []
+    for patient in patients:
+        found = sorted((acdc_dir / "training" / patient).glob(f"{patient}_frame[0-9][0-9].nii.gz"))
+        if not found:
+            raise FileNotFoundError(f"no {patient}_frameYY.nii.gz under {acdc_dir / 'training' / patient}")
+        frames += found
+    return frames
+
+
+def _studies(output_dir: Path, images: list[Path], name_of) -> tuple[Path, dict, dict]:
+    """Copies ``images`` into a studies folder; their full labels, and their scribbles painted as in Slicer."""
     studies, labels, scribbles = output_dir / "studies", {}, {}
     studies.mkdir(parents=True, exist_ok=True)
-    for image in sorted((root / "training").glob("patient*/patient*_frame01.nii.gz")):
-        name = image.name.replace("_frame01.nii.gz", "")
+    for image in images:
+        name = name_of(image)
         shutil.copy(image, studies / f"{name}.nii.gz")
         labels[name] = np.asarray(nib.load(str(image).replace(".nii.gz", "_gt.nii.gz")).dataobj)
         stored = nib.load(str(image).replace(".nii.gz", "_scribble.nii.gz"))
@@ -76,7 +96,9 @@ def _segment_all(client, labels: dict, folder: Path) -> dict:
 def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--output_dir", required=True)
-    parser.add_argument("--num_images", type=int, default=6)
+    parser.add_argument("--num_images", type=int, default=6, help="phantom images")
+    parser.add_argument("--acdc_dir", default=None, help="raw ACDC folder: real frames, scribbles")
+    parser.add_argument("--patients", nargs="+", default=ACDC_PATIENTS, help="ACDC patients (both frames of each)")
     parser.add_argument("--annotated", type=int, default=4, help="images the annotator scribbles")
     parser.add_argument("--shape", type=int, default=96, help="in-plane size of the phantoms")
     parser.add_argument("--spatial_size", type=int, default=64)
@@ -89,7 +111,13 @@ def main(argv=None) -> dict:
     output_dir = Path(args.output_dir).resolve()
     if output_dir.exists():
         shutil.rmtree(output_dir)
-    studies, labels, scribbles = _studies(output_dir, args.num_images, args.shape)
+    if args.acdc_dir:
+        images = _acdc_frames(Path(args.acdc_dir), args.patients)
+        studies, labels, scribbles = _studies(output_dir, images, lambda p: p.name[: -len(".nii.gz")])
+    else:
+        root = make_cardiac_phantoms(output_dir / "phantoms", num_patients=args.num_images, shape=(args.shape,) * 2)
+        images = sorted((root / "training").glob("patient*/patient*_frame01.nii.gz"))
+        studies, labels, scribbles = _studies(output_dir, images, lambda p: p.name.replace("_frame01.nii.gz", ""))
     run_dir = untrained_run("acdc", output_dir / "run0", overrides={"spatial_size": args.spatial_size})
     app_dir = output_dir / "app"
     app_dir.mkdir()

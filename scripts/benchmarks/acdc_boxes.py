@@ -39,6 +39,8 @@ METHODS = {  # configs, overrides
     # at margin 0 fill under 0.5 of it, 5 % under 0.26 / 0.32, so the default lower size bound 0.5 |box|
     # cannot hold for them; 0.2 can (and does worse: docs/boxes.md)
     "box prior, ε 0.2": ([BOXES], {"box_margin": 0, "box_epsilon": 0.2}),
+    # the dense CRF loss of the scribble recipes (docs/scribbles_crf.md) beside the box constraints
+    "box prior + dense CRF": ([BOXES, "configs/regularisers/dense_crf.yaml"], {"box_margin": 0}),
     "masked CE": ([BOXES], {"box_loss": "masked_ce"}),
     "masked CE, margin 10": ([BOXES], {"box_loss": "masked_ce", "box_margin": 10}),
     "DeepCut": ([BOXES], {"box_loss": "deepcut"}),
