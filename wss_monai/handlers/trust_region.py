@@ -222,10 +222,10 @@ class TrustRegionProposals:
         futures, problems, keys, epoch, started = self._pending
         self._pending = None
         labels = self.pool.gather(futures, problems)
-        solved = [
-            (key, result.astype(np.int8), self._grid_energy(problem, result))
-            for key, problem, result in zip(keys, problems, labels)
-        ]
+        solved = []
+        for key, problem, result in zip(keys, problems, labels):
+            result = self.finish(problem, result)
+            solved.append((key, result.astype(np.int8), self._grid_energy(problem, result)))
         if is_distributed():
             solved = [item for part in all_gather_object(solved) for item in part]
         energies = []
@@ -251,6 +251,10 @@ class TrustRegionProposals:
         )
         if self.summary_writer is not None:
             self.summary_writer.add_scalar("trust_region/proposal_energy", mean_energy, engine.state.epoch)
+
+    def finish(self, problem, labels: np.ndarray) -> np.ndarray:
+        """The proposal of one solved problem as it is stored (here: the solver's labels unchanged)."""
+        return labels
 
     def _grid_energy(self, problem, labels: np.ndarray) -> float:
         """``Σ w_pq [s_p ≠ s_q] / |Ω|``: the Potts part of the problem's energy without ``λ``, per voxel."""
