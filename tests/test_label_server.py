@@ -6,6 +6,7 @@ The server runs in ``.venv-label`` (``scripts/setup_label_env.sh``); without it 
 
 import json
 import shutil
+import time
 from pathlib import Path
 
 import nibabel as nib
@@ -133,6 +134,21 @@ def test_label_server_session(tmp_path):
         assert not np.array_equal(
             np.asarray(nib.load(str(after)).dataobj), np.asarray(nib.load(str(segmentation)).dataobj)
         )
+
+        # the same training as MONAI Label's background task (what Slicer's Train button sends)
+        status, body = client.train("segmentation", {"max_epochs": 1, "spatial_size": 32}, run_sync=False)
+        assert status == 200, body[:2000]
+        task, deadline = json.loads(body), time.monotonic() + 600
+        while task["status"] in ("SUBMITTED", "RUNNING") and time.monotonic() < deadline:
+            time.sleep(2)
+            status, body = client.send("GET", "/train/")
+            assert status == 200, body[:500]
+            task = json.loads(body)
+        assert task["status"] == "DONE", task
+        served_next = (studies / ".wss_label" / "served_run.txt").read_text().strip()
+        assert served_next != served and Path(served_next, "models", "model_final.pt").is_file()
+        status, body = client.infer("segmentation", "patient002")
+        assert status == 200, body[:500]
 
 
 def _annotator_boxes(label: np.ndarray, classes) -> dict:
