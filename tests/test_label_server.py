@@ -61,14 +61,19 @@ def _detail(body: bytes) -> str:
     return json.loads(body)["detail"]
 
 
-def test_label_server_session(tmp_path):
-    studies, scribbles = _studies(tmp_path)
+def _server(tmp_path: Path, studies: Path, regulariser: str):
+    """The label app started on ``studies``, serving an untrained acdc run at 32² that trains 1 epoch per request."""
     run_dir = untrained_run("acdc", tmp_path / "run0", overrides={"spatial_size": 32, "batch_size": 8})
     app_dir = tmp_path / "app"
     app_dir.mkdir()
     shutil.copy(ROOT / "apps" / "wss_label" / "main.py", app_dir / "main.py")
-    conf = {"bundle": "acdc", "run_dir": run_dir, "max_epochs": 1, "regulariser": "grid_crf"}
-    with running_server(app_dir, studies, conf, tmp_path / "server.log") as client:
+    conf = {"bundle": "acdc", "run_dir": run_dir, "max_epochs": 1, "regulariser": regulariser}
+    return running_server(app_dir, studies, conf, tmp_path / "server.log")
+
+
+def test_label_server_session(tmp_path):
+    studies, scribbles = _studies(tmp_path)
+    with _server(tmp_path, studies, regulariser="grid_crf") as client:
         info = client.wait()
         assert set(info["models"]) == {"segmentation", "refinement"}
         assert info["labels"] == ["rv", "myo", "lv"] or set(info["labels"]) == {"rv", "myo", "lv"}
@@ -173,12 +178,7 @@ def test_label_server_boxes(tmp_path):
                                ["background", "rv", "myo", "lv"])  # fmt: skip
     box_mask = tmp_path / "patient002_boxes.nii.gz"
     nib.save(nib.Nifti1Image(lv_boxes, truth["patient002"][1]), str(box_mask))
-    run_dir = untrained_run("acdc", tmp_path / "run0", overrides={"spatial_size": 32, "batch_size": 8})
-    app_dir = tmp_path / "app"
-    app_dir.mkdir()
-    shutil.copy(ROOT / "apps" / "wss_label" / "main.py", app_dir / "main.py")
-    conf = {"bundle": "acdc", "run_dir": run_dir, "max_epochs": 1, "regulariser": "none"}
-    with running_server(app_dir, studies, conf, tmp_path / "server.log") as client:
+    with _server(tmp_path, studies, regulariser="none") as client:
         client.wait()
         status, body = client.infer("segmentation", "patient001")
         assert status == 200, body[:500]
