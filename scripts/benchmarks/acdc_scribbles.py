@@ -53,7 +53,13 @@ METHODS = {
     "pCE + gated CRF": [SCRIBBLES, "configs/regularisers/gated_crf.yaml"],
     "pCE + ADM": [SCRIBBLES, "configs/regularisers/adm.yaml"],
     "pCE + trust region": [SCRIBBLES, "configs/regularisers/trust_region.yaml"],
+    "pCE + trust region from pCE": [SCRIBBLES, "configs/regularisers/trust_region.yaml"],
     "full": ["configs/supervision/full.yaml"],
+}
+METHOD_OVERRIDES = {
+    # the first stage A after M = 5 epochs of partial CE (the seeds alone in the robust loss) instead of on
+    # the untrained network: three times cheaper to solve (docs/solvers.md), and not only the seeds to go by
+    "pCE + trust region from pCE": {"tr_start_epoch": 6},
 }
 FAR_MM = 20.0
 EPOCH_TIME = re.compile(r"WeakSupervisionTrainer: Epoch\[\d+\] Complete\. Time taken: (\d+):(\d+):([\d.]+)")
@@ -70,6 +76,7 @@ def run_method(name: str, args: argparse.Namespace) -> Path:
     out = Path(args.output_dir).resolve() / slug(name, args.length_fraction)
     configs = bundle_configs("acdc", *METHODS[name], *(ROOT / c for c in args.overlay))
     overrides = {"scribble_length_fraction": args.length_fraction} if SCRIBBLES in METHODS[name] else {}
+    overrides.update(METHOD_OVERRIDES.get(name, {}))
     return train_and_segment(out, configs, overrides, args)
 
 
