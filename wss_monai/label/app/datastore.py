@@ -61,15 +61,16 @@ class CheckedDatastore(LocalDatastore):
 
     def _check_label(self, label_filename: str, image_uri: str, label_tag: str, info: dict, what: str) -> None:
         """Raises :class:`LabelCheckError` for an unusable label of the tag ``label_tag`` (see the module)."""
-        if label_tag == BOXES_TAG and str(label_filename).endswith(".json"):
-            check_box_json(label_filename, image_uri, self.class_names, what)
+        if label_tag == BOXES_TAG:  # a box mask is checked on its grid, for class values and filled boxes at once
+            if str(label_filename).endswith(".json"):
+                check_box_json(label_filename, image_uri, self.class_names, what)
+            else:
+                check_box_mask(label_filename, image_uri, self.num_classes, what=what)
             return
         data, affine = read_volume(label_filename, f"{label_tag} label")
         image = nib.load(image_uri)
         check_same_grid(data.shape, affine, image.shape[:3], image.affine, what)
         check_values(data, self._allowed(label_tag, info), what)
-        if label_tag == BOXES_TAG:
-            check_box_mask(label_filename, image_uri, self.num_classes, what=what)
 
     def save_label(self, image_id: str, label_filename: str, label_tag: str, label_info: dict) -> str:
         """Checks the label (see the module), then stores it; raises 404 / 422 ``HTTPException`` otherwise."""
