@@ -147,6 +147,30 @@ def test_box_recipe_on_acdc_in_3d_needs_the_whole_volume_profile(tmp_path):
     )
 
 
+def test_box_prior_after_a_masked_ce_warm_up_hands_the_loss_over(tmp_path):
+    root = make_cardiac_phantoms(tmp_path / "acdc", num_patients=3, seed=0, shape=(32, 32), num_slices=(3, 4))
+    common = {"dataset_dir": str(root), "output_dir": str(tmp_path / "out"), "num_validation": 1, "spatial_size": 32}
+    parser = config_parser(bundle_configs("acdc", BOXES), box_warmup_epochs=3, **common)
+    stop, start = (parser.get_parsed_content(f"box_warmup#{k}") for k in ("masked_ce_stop", "box_start"))
+    loss = parser.get_parsed_content("train#loss")  # the same object, its weights set by the two handlers
+    assert loss.weights == {"boxes": 0.0, "masked_ce": 1.0}  # the first epoch: masked CE alone
+    assert [(stop.weight_after(e), start.weight_after(e)) for e in (2, 3, 10)] == [
+        (1.0, 0.0), (0.0, 1e-4), (0.0, 1e-4)
+    ]
+    assert {"box_warmup_masked_ce", "box_warmup_boxes", "log_barrier"} <= set(parser.get_parsed_content("recipe_state"))
+    batch = next(iter(parser.get_parsed_content("train#dataloader")))
+    assert {"box_ids", "box_target"} <= set(batch)  # both supervisions' inputs are sliced
+    parser = config_parser(bundle_configs("acdc", BOXES), box_loss="deepcut", box_warmup_epochs=3, **common)
+    with pytest.raises(Exception) as info:
+        parser.get_parsed_content("box_recipe")
+    assert re.search(r"box_warmup_epochs \(3\) is the masked cross-entropy warm-up of box_loss 'prior'; "
+                     r"box_loss is 'deepcut'", error_chain(info.value))  # fmt: skip
+    parser = config_parser(bundle_configs("acdc", BOXES), box_warmup_epochs=-1, **common)
+    with pytest.raises(Exception) as info:
+        parser.get_parsed_content("box_recipe")
+    assert "box_warmup_epochs must be an integer >= 0, got -1" in error_chain(info.value)
+
+
 # ---------------------------------------------------------------------------------------------- runs
 
 
@@ -163,7 +187,9 @@ def trained(phantoms, tmp_path_factory):
     for bundle in ("promise12", "atlas"):
         out = tmp_path_factory.mktemp(f"{bundle}_boxes")
         extra = (
-            {"box_epsilon": 0.3, "box_margin": 1} if bundle == "atlas" else {"box_source": "files", "box_dir": box_dir}
+            {"box_epsilon": 0.3, "box_margin": 1}
+            if bundle == "atlas"
+            else {"box_source": "files", "box_dir": box_dir, "box_warmup_epochs": 1}
         )
         overrides = {**SMALL, "output_dir": out / "run", "dataset_dir": phantoms[bundle], **extra}
         commands.append(("training", bundle_configs(bundle, QUICK[bundle], BOXES), out, overrides))
@@ -178,6 +204,8 @@ def test_box_training_checkpoints_the_log_barrier_and_inference_writes_files(bun
     run = trained[bundle]
     final = torch.load(run / "models/model_final.pt", weights_only=False)
     assert final["log_barrier"]["t"] == pytest.approx(5.0 * 1.1**2)
+    if bundle == "promise12":  # one epoch of masked CE, then the prior
+        assert final["box_warmup_masked_ce"]["epochs"] == final["box_warmup_boxes"]["epochs"] == 2
     assert (run / "models/model.pt").is_file() and (run / "validation/metrics.csv").is_file()
     run_bundle("inferring", bundle_configs(bundle, kind="inference"), cwd=tmp_path, base={}, run_dir=run,
                input_dir=phantoms[bundle])  # fmt: skip

@@ -21,6 +21,23 @@ def test_weight_by_completed_epochs(warmup, ramp, expected):
     assert loss.weights["pce"] == 1.0
 
 
+def test_stop_hands_the_term_over():
+    loss = _loss()
+    schedule = LossWeightRamp(loss, "pce", weight=1.0, stop=2)
+    engine = Engine(lambda e, b: None)
+    schedule.attach(engine)
+    seen = []
+    engine.add_event_handler(Events.EPOCH_STARTED, lambda e: seen.append(loss.weights["pce"]))
+    engine.run([0], max_epochs=4)
+    assert seen == [1.0, 1.0, 0.0, 0.0]
+    assert LossWeightRamp(_loss(), "crf", weight=2.0, warmup=1, ramp=1, stop=3).weight_after(2) == 2.0
+    assert LossWeightRamp(_loss(), "crf", weight=2.0, warmup=1, ramp=1, stop=3).weight_after(3) == 0.0
+    with pytest.raises(ValueError, match=r"stop \(1\) must be more than warmup \(1\)"):
+        LossWeightRamp(_loss(), "crf", weight=1.0, warmup=1, stop=1)
+    with pytest.raises(ValueError, match=r"stop must be an integer >= 0, got -2"):
+        LossWeightRamp(_loss(), "crf", weight=1.0, stop=-2)
+
+
 def test_attached_to_a_trainer_and_resumed_from_its_state():
     loss = _loss()
     schedule = LossWeightRamp(loss, "crf", weight=1.0, warmup=1, ramp=2)

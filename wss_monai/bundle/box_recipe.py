@@ -2,8 +2,10 @@
 
 Example:
     >>> recipe = box_recipe("prior", "label", 2, "log_barrier", network_dims=2)
-    >>> recipe.prior, recipe.from_files, recipe.log_barrier
-    (True, False, True)
+    >>> recipe.prior, recipe.from_files, recipe.log_barrier, recipe.box_target
+    (True, False, True, False)
+    >>> box_recipe("prior", "label", 2, "log_barrier", warmup_epochs=5).box_target  # masked CE first
+    True
     >>> box_recipe("prior", "label", 3, "log_barrier", network_dims=2)  # doctest: +ELLIPSIS
     Traceback (most recent call last):
         ...
@@ -34,6 +36,7 @@ class BoxRecipe:
     box_source: str
     box_dims: int
     constraint_handling: str
+    warmup_epochs: int = 0
 
     @property
     def prior(self) -> bool:
@@ -51,22 +54,46 @@ class BoxRecipe:
     def log_barrier(self) -> bool:
         return self.prior and self.constraint_handling == "log_barrier"
 
+    @property
+    def warmup(self) -> bool:
+        """The box prior starts after ``warmup_epochs`` epochs of masked cross-entropy."""
+        return self.prior and self.warmup_epochs > 0
+
+    @property
+    def box_target(self) -> bool:
+        """Whether the per-voxel box target of masked cross-entropy is built (and trained on at some point)."""
+        return not self.prior or self.warmup
+
 
 def box_recipe(
-    box_loss: str, box_source: str, box_dims: int | str, constraint_handling: str, network_dims: int | str = 2
+    box_loss: str,
+    box_source: str,
+    box_dims: int | str,
+    constraint_handling: str,
+    network_dims: int | str = 2,
+    warmup_epochs: int = 0,
 ) -> BoxRecipe:
     """Checks the choices of ``boxes.yaml``.
 
     Raises:
-        ValueError: a value outside the allowed ones (named with them), or 3D boxes with a 2D network (the
-            slices of a 3D box are not tight boxes of the slices).
+        ValueError: a value outside the allowed ones (named with them), 3D boxes with a 2D network (the
+            slices of a 3D box are not tight boxes of the slices), or a warm-up that is not a whole number
+            of epochs >= 0 or is given to another loss than the prior.
     """
+    if isinstance(warmup_epochs, bool) or not isinstance(warmup_epochs, int) or warmup_epochs < 0:
+        raise ValueError(f"box_warmup_epochs must be an integer >= 0, got {warmup_epochs!r}")
     recipe = BoxRecipe(
         choose("box_loss", box_loss, BOX_LOSSES),
         choose("box_source", box_source, BOX_SOURCES),
         choose("box_dims", box_dims, (2, 3)),
         choose("box_constraint_handling", constraint_handling, BOX_MODES),
+        warmup_epochs,
     )
+    if warmup_epochs and not recipe.prior:
+        raise ValueError(
+            f"box_warmup_epochs ({warmup_epochs}) is the masked cross-entropy warm-up of box_loss 'prior'; "
+            f"box_loss is {recipe.box_loss!r}"
+        )
     if recipe.box_dims == 3 and int(network_dims) != 3:
         raise ValueError(
             "box_dims 3 (boxes per volume) needs whole-volume training with a 3D network: "

@@ -26,9 +26,11 @@ class LossWeightRamp:
     .. math:: w_e = w · \\mathrm{clip}\\left(\\frac{e - \\text{warmup} + 1}{\\text{ramp} + 1}, 0, 1\\right)
 
     i.e. 0 for the first ``warmup`` epochs, then rising linearly to ``w`` over ``ramp`` more
-    epochs (``warmup = ramp = 0``: ``w`` from the start). Regularised losses such as the CRF
-    losses are often switched on once partial cross-entropy has found the structures (Tang et
-    al. 2018 start from a network trained on the seeds alone).
+    epochs (``warmup = ramp = 0``: ``w`` from the start), and 0 again from ``stop`` completed
+    epochs on when ``stop`` is given. Regularised losses such as the CRF losses are often switched
+    on once partial cross-entropy has found the structures (Tang et al. 2018 start from a network
+    trained on the seeds alone); ``stop`` ends a warm-up term that hands over to another one (the
+    box recipe's masked cross-entropy before the box constraints).
 
     ``state_dict`` / ``load_state_dict`` keep the epoch count, so a resumed run continues the ramp.
 
@@ -38,6 +40,8 @@ class LossWeightRamp:
         weight: final weight ``w`` (>= 0).
         warmup: epochs at weight 0.
         ramp: epochs of linear increase after the warm-up.
+        stop: completed epochs after which the weight is 0 for good (``None``: never); more than
+            ``warmup``.
         summary_writer: optional TensorBoard writer; the weight is logged as ``weights/<term>``.
 
     Example:
@@ -48,6 +52,8 @@ class LossWeightRamp:
         [0.0, 1.0, 2.0, 2.0]
         >>> loss.weights["crf"]
         0.0
+        >>> [LossWeightRamp(loss, "pce", weight=1.0, stop=2).weight_after(e) for e in range(4)]
+        [1.0, 1.0, 0.0, 0.0]
     """
 
     def __init__(
@@ -57,6 +63,7 @@ class LossWeightRamp:
         weight: float,
         warmup: int = 0,
         ramp: int = 0,
+        stop: int | None = None,
         summary_writer=None,
         name: str = "wss_monai.weight_ramp",
     ) -> None:
@@ -69,6 +76,9 @@ class LossWeightRamp:
         self.weight = _check("weight", weight)
         self.warmup = _check("warmup", warmup, integer=True)
         self.ramp = _check("ramp", ramp, integer=True)
+        self.stop = None if stop is None else _check("stop", stop, integer=True)
+        if self.stop is not None and self.stop <= self.warmup:
+            raise ValueError(f"stop ({stop}) must be more than warmup ({warmup}): the term would never be used")
         self.summary_writer = summary_writer
         self.logger = logging.getLogger(name)
         self.epochs = 0
@@ -76,6 +86,8 @@ class LossWeightRamp:
 
     def weight_after(self, epochs: int) -> float:
         """The weight after ``epochs`` completed epochs."""
+        if self.stop is not None and epochs >= self.stop:
+            return 0.0
         fraction = (epochs - self.warmup + 1) / (self.ramp + 1)
         return self.weight * min(max(fraction, 0.0), 1.0)
 
@@ -96,6 +108,7 @@ class LossWeightRamp:
             "weight": self.weight,
             "warmup": self.warmup,
             "ramp": self.ramp,
+            "stop": self.stop,
             "epochs": self.epochs,
         }
 
