@@ -154,9 +154,7 @@ def test_box_prior_after_a_masked_ce_warm_up_hands_the_loss_over(tmp_path):
     stop, start = (parser.get_parsed_content(f"box_warmup#{k}") for k in ("masked_ce_stop", "box_start"))
     loss = parser.get_parsed_content("train#loss")  # the same object, its weights set by the two handlers
     assert loss.weights == {"boxes": 0.0, "masked_ce": 1.0}  # the first epoch: masked CE alone
-    assert [(stop.weight_after(e), start.weight_after(e)) for e in (2, 3, 10)] == [
-        (1.0, 0.0), (0.0, 1e-4), (0.0, 1e-4)
-    ]
+    assert [(stop.weight_after(e), start.weight_after(e)) for e in (2, 3, 10)] == [(1.0, 0.0), (0.0, 1e-4), (0.0, 1e-4)]
     assert {"box_warmup_masked_ce", "box_warmup_boxes", "log_barrier"} <= set(parser.get_parsed_content("recipe_state"))
     batch = next(iter(parser.get_parsed_content("train#dataloader")))
     assert {"box_ids", "box_target"} <= set(batch)  # both supervisions' inputs are sliced
