@@ -109,3 +109,20 @@ def test_overlays_run_on_the_multichannel_lesion_bundles(bundle, regulariser, ma
     )
     assert re.search(r"epoch 2/2: total \S+\s+pce \S+\s+crf \d", result.stdout + result.stderr)
     assert (tmp_path / "run/models/model_final.pt").is_file()
+
+
+def test_two_overlays_merge_their_handlers_and_saved_state(cardiac):
+    configs = ACDC + [
+        SCRIBBLE_FILES,
+        ROOT / "configs/regularisers/trust_region.yaml",
+        ROOT / "configs/regularisers/dense_crf.yaml",
+    ]
+    parser = config_parser(configs, dataset_dir=str(cardiac), output_dir="unused", solver_workers=0)
+    state = parser.get_parsed_content("regulariser_state")
+    assert list(state) == ["trust_region_proposals", "crf_weight_ramp"]  # in the order the overlays were merged
+    handlers = parser.get_parsed_content("regulariser_handlers")
+    assert [type(h).__name__ for h in handlers] == ["TrustRegionProposals", "LossWeightRamp"]
+    assert all(h is state[name] for h, name in zip(handlers, state))  # every handler is the saved object
+    terms = parser.get_parsed_content("loss_terms", instantiate=True)
+    assert isinstance(terms["crf"]["loss"], DenseCRFLoss)
+    assert type(terms["trust_region"]["loss"]).__name__ == "RobustTrustRegionLoss"

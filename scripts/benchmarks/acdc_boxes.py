@@ -60,7 +60,7 @@ METHODS = {  # configs, overrides
     "DeepCut, margin 10": ([BOXES], {"box_loss": "deepcut", "box_margin": 10}),
     "full": (["configs/supervision/full.yaml"], {}),
     "box prior 3D": ([BOXES, WHOLE], {"box_dims": 3}),
-    # 3 epochs: about a fifth of the 12 epochs that a 10-minute budget allows a 3D run here (2D: 5 of 25)
+    # 3 of the 12 epochs the 3D runs train here (--max_epochs 12; 2D: 5 of 25)
     "box prior 3D after masked CE": ([BOXES, WHOLE], {"box_dims": 3, "box_warmup_epochs": 3}),
     "masked CE 3D": ([BOXES, WHOLE], {"box_dims": 3, "box_loss": "masked_ce"}),
     "full 3D": (["configs/supervision/full.yaml", WHOLE], {}),

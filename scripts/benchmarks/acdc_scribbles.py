@@ -66,14 +66,6 @@ METHOD_OVERRIDES = {
     # the first stage A after M = 5 epochs of partial CE (the seeds alone in the robust loss) instead of on
     # the untrained network: three times cheaper to solve (docs/solvers.md), and not only the seeds to go by
     "pCE + trust region from pCE": {"tr_start_epoch": 6},
-    # two regularisers: both overlays' handlers and saved state (each overlay alone names only its own)
-    "pCE + trust region + dense CRF": {
-        "regulariser_handlers": ["@trust_region_proposals", "@crf_weight_ramp"],
-        "regulariser_state": {
-            "trust_region_proposals": "@trust_region_proposals",
-            "crf_weight_ramp": "@crf_weight_ramp",
-        },
-    },
 }
 FAR_MM = 20.0
 EPOCH_TIME = re.compile(r"WeakSupervisionTrainer: Epoch\[\d+\] Complete\. Time taken: (\d+):(\d+):([\d.]+)")
