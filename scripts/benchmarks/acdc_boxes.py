@@ -44,6 +44,8 @@ METHODS = {  # configs, overrides
     "box prior, ε 0.2": ([BOXES], {"box_margin": 0, "box_epsilon": 0.2}),
     # five epochs of masked CE (the RV is found), then the constraints alone
     "box prior after masked CE": ([BOXES], {"box_margin": 0, "box_warmup_epochs": 5}),
+    # the authors' other lower size bound (lesions): a ring or a crescent often fills under half its box
+    "box prior after masked CE, ε 0.3": ([BOXES], {"box_margin": 0, "box_warmup_epochs": 5, "box_epsilon": 0.3}),
     "box prior after masked CE + dense CRF": (
         [BOXES, "configs/regularisers/dense_crf.yaml"],
         {"box_margin": 0, "box_warmup_epochs": 5},
