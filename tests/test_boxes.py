@@ -309,6 +309,12 @@ def test_emptiness_and_size_values_by_hand_with_the_log_barrier():
     torch.testing.assert_close(values["size"][0], torch.tensor([0.5 * 6 - 1.5, 1.5 - 6]))
     expected = log_barrier_extension(torch.tensor([7.5, 1.5, -4.5]), 5.0).sum()
     torch.testing.assert_close(loss(logits, {"box_ids": _ids_2d()}), expected)
+    tight = BoxConstraintLoss(terms=["size"], epsilon=0.1, upper=0.2, mode="penalty")  # 1.5 > 0.2 x 6 = 1.2
+    torch.testing.assert_close(tight.constraint_values(logits, {"box_ids": _ids_2d()})["size"][0],
+                               torch.tensor([0.1 * 6 - 1.5, 1.5 - 0.2 * 6]))  # fmt: skip
+    torch.testing.assert_close(tight(logits, {"box_ids": _ids_2d()}), torch.tensor(0.3**2))
+    with pytest.raises(ValueError, match=r"upper must lie in \[epsilon, 1\] = \[0.5, 1\], got 0.4"):
+        BoxConstraintLoss(epsilon=0.5, upper=0.4)
 
 
 def test_3d_loss_counts_slabs_along_every_axis_and_reduces_per_image():

@@ -46,6 +46,8 @@ METHODS = {  # configs, overrides
     "box prior after masked CE": ([BOXES], {"box_margin": 0, "box_warmup_epochs": 5}),
     # the authors' other lower size bound (lesions): a ring or a crescent often fills under half its box
     "box prior after masked CE, ε 0.3": ([BOXES], {"box_margin": 0, "box_warmup_epochs": 5, "box_epsilon": 0.3}),
+    # the authors' prostate bounds [0.5, 0.9] |box|: no class may fill its whole box
+    "box prior after masked CE, upper 0.9": ([BOXES], {"box_margin": 0, "box_warmup_epochs": 5, "box_upper": 0.9}),
     "box prior after masked CE + dense CRF": (
         [BOXES, "configs/regularisers/dense_crf.yaml"],
         {"box_margin": 0, "box_warmup_epochs": 5},

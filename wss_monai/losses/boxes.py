@@ -11,7 +11,9 @@ With ``S_k`` the softmax of class k and the boxes of class k read from the batch
   the last band of a side);
 - **emptiness**: ``z = Σ_{p outside all boxes of k} S_k(p)`` (one per image and class; an image with
   no box of class k pushes the whole class to 0 there);
-- **box size**: ``ε|Ω_I| - Σ_{p∈I} S_k(p) ≤ 0`` and ``Σ_{p∈I} S_k(p) - |Ω_I| ≤ 0`` per box ``I``.
+- **box size**: ``ε|Ω_I| - Σ_{p∈I} S_k(p) ≤ 0`` and ``Σ_{p∈I} S_k(p) - u|Ω_I| ≤ 0`` per box ``I``
+  (``u = 1`` by default, the definition of the paper; the authors' code bounds the prostate by
+  ``[0.5, 0.9] |Ω_I|``).
 
 Each is handled as the project's other inequality constraints (:mod:`wss_monai.losses.constraints`):
 the log-barrier extension ``ψ_t(z)`` (default; ``t`` raised by
@@ -50,6 +52,7 @@ class BoxConstraintLoss(WeakLoss):
         width: segment width ``w`` of the tightness prior (voxels).
         epsilon: lower size bound ``ε`` as a fraction of the box (0.5 in the authors' code for
             the prostate, 0.3 for lesions).
+        upper: upper box-size bound ``u`` as a fraction of the box (``epsilon <= upper <= 1``).
         mode: one of :data:`BOX_MODES`.
         t: initial log-barrier ``t``.
         classes: output channels matching the map's channels; ``None``: 1..C-1.
@@ -78,6 +81,7 @@ class BoxConstraintLoss(WeakLoss):
         terms: Sequence[str] = BOX_TERMS,
         width: int = 5,
         epsilon: float = 0.5,
+        upper: float = 1.0,
         mode: str = "log_barrier",
         t: float = 5.0,
         classes: Sequence[int] | None = None,
@@ -92,11 +96,14 @@ class BoxConstraintLoss(WeakLoss):
             raise ValueError(f"width must be an integer >= 1, got {width!r}")
         if not 0 <= epsilon <= 1:
             raise ValueError(f"epsilon must lie in [0, 1], got {epsilon!r}")
+        if not epsilon <= upper <= 1:
+            raise ValueError(f"upper must lie in [epsilon, 1] = [{epsilon}, 1], got {upper!r}")
         if mode not in BOX_MODES:
             raise ValueError(f"mode must be one of {BOX_MODES}, got {mode!r}")
         if not t > 0 or not math.isfinite(t):
             raise ValueError(f"t must be a finite positive number, got {t!r}")
         self.key, self.terms, self.width, self.epsilon = key, terms, int(width), float(epsilon)
+        self.upper = float(upper)
         self.mode, self.t = mode, float(t)
         self.classes = None if classes is None else [int(c) for c in classes]
 
@@ -132,7 +139,7 @@ class BoxConstraintLoss(WeakLoss):
                 voxels = rows.reshape(rows.shape[0], -1)[table.voxel_row, table.voxel_index]
                 inside = voxels.new_zeros(table.count.shape).index_add(0, table.voxel_box, voxels)
                 count = table.count.to(inside.dtype)
-                z = torch.cat([self.epsilon * count - inside, inside - count])
+                z = torch.cat([self.epsilon * count - inside, inside - self.upper * count])
                 values["size"] = (z, box_image.repeat(2))
         return values
 
