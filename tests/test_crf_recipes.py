@@ -111,14 +111,14 @@ def test_overlays_run_on_the_multichannel_lesion_bundles(bundle, regulariser, ma
     assert (tmp_path / "run/models/model_final.pt").is_file()
 
 
-def test_two_overlays_merge_their_handlers_and_saved_state(cardiac):
+def test_two_overlays_merge_their_handlers_and_saved_state(cardiac, tmp_path):
     configs = ACDC + [
         SCRIBBLE_FILES,
         ROOT / "configs/regularisers/trust_region.yaml",
         ROOT / "configs/regularisers/dense_crf.yaml",
     ]
-    parser = config_parser(configs, dataset_dir=str(cardiac), output_dir="unused", solver_workers=0)
-    state = parser.get_parsed_content("regulariser_state")
+    parser = config_parser(configs, dataset_dir=str(cardiac), output_dir=str(tmp_path / "run"), solver_workers=0)
+    state = parser.get_parsed_content("regulariser_state")  # their summary writer writes under output_dir
     assert list(state) == ["trust_region_proposals", "crf_weight_ramp"]  # in the order the overlays were merged
     handlers = parser.get_parsed_content("regulariser_handlers")
     assert [type(h).__name__ for h in handlers] == ["TrustRegionProposals", "LossWeightRamp"]
