@@ -52,6 +52,7 @@ METHODS = {
     "pCE + dense CRF": [SCRIBBLES, "configs/regularisers/dense_crf.yaml"],
     "pCE + gated CRF": [SCRIBBLES, "configs/regularisers/gated_crf.yaml"],
     "pCE + ADM": [SCRIBBLES, "configs/regularisers/adm.yaml"],
+    "pCE + ADM, γ growing": [SCRIBBLES, "configs/regularisers/adm.yaml"],
     "pCE + trust region": [SCRIBBLES, "configs/regularisers/trust_region.yaml"],
     "pCE + trust region from pCE": [SCRIBBLES, "configs/regularisers/trust_region.yaml"],
     # the dense CRF loss beside the robust loss in stage B (stage A keeps the grid Potts energy)
@@ -66,6 +67,8 @@ METHOD_OVERRIDES = {
     # the first stage A after M = 5 epochs of partial CE (the seeds alone in the robust loss) instead of on
     # the untrained network: three times cheaper to solve (docs/solvers.md), and not only the seeds to go by
     "pCE + trust region from pCE": {"tr_start_epoch": 6},
+    # γ x 1.1 per epoch (1 -> 9.8 by epoch 25): the network tied ever closer to its lower-energy proposals
+    "pCE + ADM, γ growing": {"adm_gamma_growth": 1.1},
 }
 FAR_MM = 20.0
 EPOCH_TIME = re.compile(r"WeakSupervisionTrainer: Epoch\[\d+\] Complete\. Time taken: (\d+):(\d+):([\d.]+)")
