@@ -131,8 +131,9 @@ def extend_lr_schedule(scheduler: Any, lengths: Mapping[str, Any]) -> bool:
 def require_saved_state(handlers: Sequence[Any], objects: Mapping[str, Any]) -> None:
     """Checks that every handler with a ``state_dict`` (a schedule, a ramp, dual variables) is saved in checkpoints.
 
-    A recipe lists its handlers (``recipe_handlers``) and, separately, the ones to save (``recipe_state``);
-    a handler with state left out of the second list would restart from its initial state on resume.
+    The engine attaches the handlers of ``recipe_state`` and ``regulariser_state`` and saves them all; this
+    check catches a handler with state attached some other way, which would restart from its initial state
+    on resume.
 
     Raises:
         ValueError: naming the handlers with state that ``objects`` (the checkpoint's entries) lacks.
