@@ -144,6 +144,31 @@ def test_margin_is_clipped_to_the_image_and_depth_sides_stay_in_2d():
     assert BoundingBoxes(num_classes=2, margin=3, box_dims=3)(label).tolist() == [[1, 0, 2, 0, 5, 8, 2]]
 
 
+def test_file_margin_is_scaled_by_the_resizing_to_the_training_grid():
+    # a 40 x 20 x 3 file resized to 20 x 10 x 3: 0.5 training voxels per file voxel in-plane
+    label = torch.zeros(1, 20, 10, 3, dtype=torch.int64)
+    label[0, 8:12, 4:6, 1] = 1
+    label = MetaTensor(label, meta={"spatial_shape": [40, 20, 3], "filename_or_obj": "case.nii.gz"})
+    # margin 4 file voxels -> 2 training voxels in-plane; in 2D the depth sides stay
+    assert BoundingBoxes(num_classes=2, margin=4, margin_space="file")(label).tolist() == [[1, 6, 2, 1, 14, 8, 2]]
+    # per-axis margins (6, 2, 2) file voxels -> (3, 1, 2) training voxels (depth not resized), clipped in depth
+    per_axis = BoundingBoxes(num_classes=2, margin=[6, 2, 2], box_dims=3, margin_space="file")(label)
+    assert per_axis.tolist() == [[1, 5, 3, 0, 15, 7, 3]]
+    # the same margin in training-grid voxels
+    assert BoundingBoxes(num_classes=2, margin=4)(label).tolist() == [[1, 4, 0, 1, 16, 10, 2]]
+
+
+def test_file_margin_without_the_file_shape_is_an_error_naming_the_setting():
+    label = np.zeros((1, 6, 6), np.int64)
+    label[0, 2:4, 2:4] = 1
+    with pytest.raises(ValueError, match=r"margin_space 'file' needs the label's spatial_shape metadata.*margin 2"):
+        BoundingBoxes(num_classes=2, margin=2, margin_space="file")(label)
+    # no margin and no jitter: nothing to scale, the tight boxes need no metadata
+    assert BoundingBoxes(num_classes=2, margin_space="file")(label).tolist() == [[1, 2, 2, 4, 4]]
+    with pytest.raises(ValueError, match=r"margin_space must be one of \('grid', 'file'\), got 'mm'"):
+        BoundingBoxes(num_classes=2, margin_space="mm")
+
+
 def test_jitter_is_seeded_per_file_and_stays_in_range():
     label = MetaTensor(torch.as_tensor(_label_2d()), meta={"filename_or_obj": "/data/case1.nii.gz"})
     a = BoundingBoxes(num_classes=3, jitter=2, seed=1)(label)

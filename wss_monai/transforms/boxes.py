@@ -52,6 +52,10 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 
+MARGIN_SPACES = ("grid", "file")
+"""Units of :class:`BoundingBoxes`' margin and jitter: voxels of the map given, or of the image file."""
+
+
 def _per_axis(name: str, value: Any, dims: int) -> np.ndarray:
     values = np.atleast_1d(np.asarray(value))
     if values.ndim != 1 or values.size not in (1, dims) or values.dtype.kind not in "iu" or (values < 0).any():
@@ -130,22 +134,63 @@ class BoundingBoxes(Transform):
     with the label's file name (from its ``MetaTensor``), so a case keeps the same boxes in every epoch
     and every run, whatever the order of the cases.
 
+    With ``margin_space="file"`` the margin and the jitter are in voxels of the image as it was read,
+    which is what an annotator's slack means (box files are drawn on that grid too): on a label resized
+    for training they are scaled by the resizing, ``round(value · shape / spatial_shape)`` per axis, from
+    the ``spatial_shape`` that MONAI's readers store in the ``MetaTensor``. ``"grid"``: voxels of the map
+    as given.
+
     Args:
         num_classes: K (background included), >= 2.
         box_dims: 2 (one box per component of each slice along the last axis) or 3 (per volume).
         margin: voxels added on each side, one value or one per spatial axis.
         jitter: largest random shift of each side in voxels, one value or one per spatial axis.
         seed: seed of the jitter.
+        margin_space: ``"grid"`` or ``"file"`` (see above).
 
     Input ``(1, H, W[, D])`` class map; output int64 ``(N, 1 + 2·N_s)`` boxes (numpy).
+
+    Raises:
+        ValueError: with ``margin_space="file"``, a label without ``spatial_shape`` metadata (and a
+            margin or jitter to scale), or whose metadata has another number of axes.
     """
 
-    def __init__(self, num_classes: int, box_dims: int = 2, margin: Any = 0, jitter: Any = 0, seed: int = 0) -> None:
+    def __init__(
+        self,
+        num_classes: int,
+        box_dims: int = 2,
+        margin: Any = 0,
+        jitter: Any = 0,
+        seed: int = 0,
+        margin_space: str = "grid",
+    ) -> None:
         self.num_classes = check_int("num_classes", num_classes, 2)
         self.box_dims = check_spatial_dims(box_dims)
         self.margin, self.jitter, self.seed = margin, jitter, check_int("seed", seed, 0)
         _per_axis("margin", margin, 3)
         _per_axis("jitter", jitter, 3)
+        if margin_space not in MARGIN_SPACES:
+            raise ValueError(f"margin_space must be one of {MARGIN_SPACES}, got {margin_space!r}")
+        self.margin_space = margin_space
+
+    def _file_scale(self, label: Any, dims: int) -> np.ndarray:
+        """Per spatial axis, training-grid voxels per file voxel."""
+        meta = getattr(label, "meta", None) or {}
+        file_shape = meta.get("spatial_shape")
+        if file_shape is None:
+            raise ValueError(
+                f"margin_space 'file' needs the label's spatial_shape metadata (a MetaTensor from a MONAI "
+                f"reader) to scale margin {self.margin!r} and jitter {self.jitter!r}; "
+                f"{source_name(label) or 'this label'} has none: give margins in voxels of the training grid "
+                "with margin_space 'grid'"
+            )
+        file_shape = np.asarray(file_shape, dtype=np.float64).reshape(-1)
+        if file_shape.size != dims or (file_shape <= 0).any():
+            raise ValueError(
+                f"{source_name(label) or 'the label'}: spatial_shape metadata {file_shape.tolist()} does not match "
+                f"a label with {dims} spatial axes"
+            )
+        return np.asarray(label.shape[1:], dtype=np.float64) / file_shape
 
     def __call__(self, label: Any) -> np.ndarray:
         lab = class_map(label, self.num_classes)
@@ -154,6 +199,10 @@ class BoundingBoxes(Transform):
         moving = dims if self.box_dims == 3 else 2  # in 2D mode the depth sides stay
         margin = _per_axis("margin", self.margin, dims)[:moving]
         jitter = _per_axis("jitter", self.jitter, dims)[:moving]
+        if self.margin_space == "file" and (margin.any() or jitter.any()):
+            scale = self._file_scale(label, dims)[:moving]
+            margin = np.rint(margin * scale).astype(np.int64)
+            jitter = np.rint(jitter * scale).astype(np.int64)
         if not len(boxes) or not (margin.any() or jitter.any()):
             return boxes
         lo, hi = boxes[:, 1 : 1 + moving], boxes[:, 1 + dims : 1 + dims + moving]
@@ -182,11 +231,15 @@ class BoundingBoxesd(KeyLoopd):
         margin: Any = 0,
         jitter: Any = 0,
         seed: int = 0,
+        margin_space: str = "grid",
         output_key: str | None = "boxes",
         allow_missing_keys: bool = False,
     ) -> None:
         super().__init__(
-            keys, output_key, BoundingBoxes(num_classes, box_dims, margin, jitter, seed), allow_missing_keys
+            keys,
+            output_key,
+            BoundingBoxes(num_classes, box_dims, margin, jitter, seed, margin_space),
+            allow_missing_keys,
         )
 
 
