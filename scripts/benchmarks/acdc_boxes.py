@@ -34,7 +34,7 @@ BOXES = "configs/supervision/boxes.yaml"
 WHOLE = "configs/profiles/whole_volumes_3d.yaml"
 METHODS = {  # configs, overrides
     "box prior": ([BOXES], {"box_margin": 0}),
-    # margins count voxels of the image as read (box_margin_space: file; ACDC ~1.5 mm, 10 voxels ~ 3-8 voxels
+    # margins count voxels of the image as read (box_margin_space: file; ACDC 1.5 mm, 10 voxels = 2-8 voxels
     # at 128²); the "128² grid" rows count them on the training grid, twice as loose around the heart
     "box prior, margin 10": ([BOXES], {"box_margin": 10}),
     "box prior after masked CE, margin 10": ([BOXES], {"box_margin": 10, "box_warmup_epochs": 5}),
