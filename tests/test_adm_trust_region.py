@@ -196,6 +196,39 @@ def test_stage_a_on_whole_volumes_and_failures_named():
         )
 
 
+def test_dense_crf_stage_a_keeps_the_seeds_follows_the_edges_and_names_failures():
+    # two flat regions split at column 4; one seed of label 0 on the left and one of label 2 on the right
+    image = torch.zeros(1, 8, 8, 2)
+    image[0, :, 4:] = 3.0
+    seeds = torch.full((1, 8, 8, 2), float(UNLABELLED))
+    seeds[0, 3, 0], seeds[0, 3, 7] = 0, 2
+    volume = UnlabelledLiked("scribble", "proposal")({"image": image, "scribble": seeds})
+    dataset = VolumeSliceDataset([volume], image_keys=["image", "scribble", "proposal"])
+    network = torch.nn.Conv2d(1, 3, 1)
+    with torch.no_grad():  # an untrained-looking network: the same output everywhere
+        network.weight.zero_()
+        network.bias.zero_()
+    inferer = SliceInferer(roi_size=(8, 8), spatial_dim=2)
+    options = {"sigma_xy": 8.0, "sigma_intensity": 0.5, "bilateral_weight": 5.0, "gaussian_weight": 1.0}
+    handler = stage_a(dataset, network, inferer, solver="dense_crf", dense_crf=options)
+    problems, keys = handler.problems()
+    assert keys == [(0, 0), (0, 1)] and problems[0].case == "volume 0 slice 0"
+    allowed = problems[0].allowed  # label 1 is in no seed of the slice; a seed voxel may take only its own label
+    assert not allowed[1].any() and allowed[:, 3, 0].tolist() == [True, False, False]
+    assert allowed[:, 3, 7].tolist() == [False, False, True] and allowed[[0, 2], 5, 5].all()
+    run_epochs(handler, [1])
+    proposal = dataset.volumes[0]["proposal"][0, ..., 0].numpy()
+    expected = np.zeros((8, 8), np.int64)
+    expected[:, 4:] = 2  # each seed's label fills its own flat region, up to the intensity edge
+    np.testing.assert_array_equal(proposal, expected)
+    with pytest.raises(ValueError, match=r"solver must be one of \('alpha_expansion', 'dense_crf'\), got 'icm'"):
+        stage_a(dataset, network, inferer, solver="icm")
+    with torch.no_grad():
+        network.bias[1] = float("nan")  # a NaN logit makes every class's softmax NaN: 3 x 64 values
+    with pytest.raises(SolverError, match=r"volume 0 slice 0: the probabilities hold 192 NaN"):
+        run_epochs(stage_a(dataset, network, inferer, solver="dense_crf", dense_crf=options), [1])
+
+
 def test_gamma_schedule_resumes():
     loss = ADMLoss(gamma=1.0, workers=0)
     schedule = GeometricSchedule(loss, "gamma", start=0.5, growth=2.0, maximum=3.0)

@@ -106,3 +106,24 @@ def test_trust_region_on_whole_volumes(cardiac, tmp_path):
     assert re.search(r"stage A of epoch 1: 6 proposals", log)  # one per volume
     saved = torch.load(tmp_path / "run/models/model_final.pt", weights_only=False)["trust_region_proposals"]
     assert all((p != UNLABELLED).all() for p in saved["proposals"].values())
+
+
+def test_trust_region_with_the_dense_crf_stage_a_on_whole_volumes(cardiac, tmp_path):
+    configs = ACDC + [SCRIBBLE_FILES, ROOT / "configs/profiles/whole_volumes_3d.yaml", TRUST_REGION]
+    result = run_bundle(
+        "training",
+        configs,
+        cwd=tmp_path,
+        dataset_dir=cardiac,
+        output_dir=tmp_path / "run",
+        max_epochs=1,
+        tr_solver="dense_crf",
+        **SOLVER_RUN,
+    )
+    log = result.stdout + result.stderr
+    changed = re.search(
+        r"stage A of epoch 1: 6 proposals .* mean share of voxels changed from the network's argmax (\S+)", log
+    )
+    assert changed and 0.0 <= float(changed.group(1)) <= 1.0
+    saved = torch.load(tmp_path / "run/models/model_final.pt", weights_only=False)["trust_region_proposals"]
+    assert saved["refreshes"] == 1 and all((p != UNLABELLED).all() for p in saved["proposals"].values())

@@ -55,6 +55,7 @@ METHODS = {
     "pCE + ADM, γ growing": [SCRIBBLES, "configs/regularisers/adm.yaml"],
     "pCE + trust region": [SCRIBBLES, "configs/regularisers/trust_region.yaml"],
     "pCE + trust region from pCE": [SCRIBBLES, "configs/regularisers/trust_region.yaml"],
+    "pCE + trust region, dense CRF": [SCRIBBLES, "configs/regularisers/trust_region.yaml"],
     # the dense CRF loss beside the robust loss in stage B (stage A keeps the grid Potts energy)
     "pCE + trust region + dense CRF": [
         SCRIBBLES,
@@ -67,6 +68,9 @@ METHOD_OVERRIDES = {
     # the first stage A after M = 5 epochs of partial CE (the seeds alone in the robust loss) instead of on
     # the untrained network: three times cheaper to solve (docs/solvers.md), and not only the seeds to go by
     "pCE + trust region from pCE": {"tr_start_epoch": 6},
+    # stage A by mean field on the dense CRF (the kernel of the dense CRF loss) instead of α-expansion on the
+    # grid Potts energy: the regulariser of the best gradient-descent recipe, optimised the trust region's way
+    "pCE + trust region, dense CRF": {"tr_solver": "dense_crf"},
     # γ x 1.1 per epoch (1 -> 9.8 by epoch 25): the network tied ever closer to its lower-energy proposals
     "pCE + ADM, γ growing": {"adm_gamma_growth": 1.1},
 }

@@ -92,6 +92,7 @@ class DeepCutProposals(TrustRegionProposals):
             bilateral_weight=bilateral_weight, gaussian_weight=gaussian_weight, iterations=iterations,
         )  # fmt: skip
         self.deepcut_writer = summary_writer
+        self.energy_name = "share of box voxels labelled foreground"
 
     def problems(self) -> tuple[list, list[tuple[int, int]]]:
         """One dense-CRF problem per training slice (volume) of this process's share, and their ``(volume, slice)``."""
@@ -133,7 +134,7 @@ class DeepCutProposals(TrustRegionProposals):
                              self.min_fill)  # fmt: skip
 
     def _grid_energy(self, problem, labels: np.ndarray) -> float:
-        """The share of the box voxels the proposal labels foreground (in the base class's log line, where the
-        trust region reports its grid-CRF energy)."""
+        """The share of the box voxels the proposal labels foreground (logged where the trust region reports
+        its grid-CRF energy)."""
         inside = problem.allowed[1:].any(0)
         return float((labels[inside] > 0).mean()) if inside.any() else 0.0

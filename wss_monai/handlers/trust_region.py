@@ -8,7 +8,11 @@ or volume (3D, :class:`~wss_monai.data.WholeVolumeDataset`) the problem
 .. math:: s = \\arg\\min_{s:\\, s_{Ω_L} = y} λ \\sum_{(p,q)} w_{pq} [s_p ≠ s_q] − λ_{KL} \\sum_p \\log S_p(s_p)
 
 (partial cross-entropy on hard seeds, grid Potts, ``KL(s ‖ S)`` for one-hot ``s``; labels restricted to
-those present in the seeds) is submitted to a :class:`~wss_monai.solvers.SolverPool`. Training goes on
+those present in the seeds) is submitted to a :class:`~wss_monai.solvers.SolverPool`. With
+``solver="dense_crf"`` the Potts term is the fully connected one of the dense CRF loss (Gaussian kernel
+over position and intensity, Tang et al. 2018) and each problem is solved by mean-field inference
+(Krähenbühl and Koltun 2011, :func:`~wss_monai.solvers.dense_crf_labels`) with unary ``−λ_KL log S``,
+the seeds fixed and the same label restriction. Training goes on
 meanwhile with the previous proposals: the pool is polled before every iteration and the new
 proposals replace the old as soon as all are solved, at the latest at the end of that epoch (which
 waits for them). The proposals are written into the dataset's volumes under ``proposal_key`` (created
@@ -39,10 +43,13 @@ from ignite.engine import Engine, Events
 from wss_monai.constants import UNLABELLED
 from wss_monai.data.volumes import WholeVolumeDataset
 from wss_monai.losses.proposals import proposal_problems
-from wss_monai.solvers import SolverPool, potts_problem_energy
+from wss_monai.solvers import DenseCRFProblem, SolverError, SolverPool, dense_crf_labels, potts_problem_energy
 from wss_monai.utils.distributed import all_gather_object, get_rank, get_world_size, is_distributed
 
-__all__ = ["TrustRegionProposals"]
+__all__ = ["STAGE_A_SOLVERS", "TrustRegionProposals"]
+
+STAGE_A_SOLVERS = ("alpha_expansion", "dense_crf")
+"""Stage A on the grid Potts energy (α-expansion) or on the dense CRF (mean field)."""
 
 
 class TrustRegionProposals:
@@ -63,6 +70,11 @@ class TrustRegionProposals:
         spacing, sigma: as in :func:`wss_monai.losses.potts_edge_weights`.
         restrict_labels: allow only the labels present in each slice's (volume's) seeds.
         sweeps, workers, timeout: of the α-expansion and the pool (workers 0: in this process).
+        solver: one of :data:`STAGE_A_SOLVERS`.
+        dense_crf: with ``solver="dense_crf"``, options of :func:`~wss_monai.solvers.dense_crf_labels`
+            (``sigma_xy`` in voxels, ``sigma_intensity``, ``bilateral_weight``, ``gaussian_weight``,
+            ``iterations``); ``potts_weight``, ``neighbourhood``, ``spacing``, ``sigma`` and ``sweeps`` are
+            those of the grid solver and are not used.
         device: where the network runs.
         summary_writer: optional TensorBoard writer (``trust_region/proposal_energy``).
 
@@ -92,7 +104,11 @@ class TrustRegionProposals:
         device: torch.device | str | None = None,
         summary_writer=None,
         name: str = "wss_monai.trust_region",
+        solver: str = "alpha_expansion",
+        dense_crf: dict | None = None,
     ) -> None:
+        if solver not in STAGE_A_SOLVERS:
+            raise ValueError(f"solver must be one of {STAGE_A_SOLVERS}, got {solver!r}")
         for label, value in (("interval", interval), ("start_epoch", start_epoch)):
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"{label} must be an integer >= 1, got {value!r}")
@@ -109,7 +125,13 @@ class TrustRegionProposals:
         self.neighbourhood, self.sigma, self.restrict_labels = neighbourhood, sigma, bool(restrict_labels)
         self.spacing = None if spacing is None else [float(s) for s in spacing]
         self.volumetric = isinstance(dataset, WholeVolumeDataset)
-        self.pool = SolverPool("alpha_expansion", workers=workers, timeout=timeout, sweeps=sweeps)
+        self.solver = solver
+        if solver == "dense_crf":
+            self.pool = SolverPool(dense_crf_labels, workers=workers, timeout=timeout, **dict(dense_crf or {}))
+            self.energy_name = "share of voxels changed from the network's argmax"
+        else:
+            self.pool = SolverPool("alpha_expansion", workers=workers, timeout=timeout, sweeps=sweeps)
+            self.energy_name = "grid-CRF energy"
         self.device = device
         self.summary_writer = summary_writer
         self.logger = logging.getLogger(name)
@@ -175,8 +197,12 @@ class TrustRegionProposals:
         problems, keys = [], []
         for v, slices, volume, image, logits in self.segmented_volumes():
             seeds = torch.as_tensor(volume[self.seed_key])[0]  # (H, W, D)
-            log_probs = torch.log_softmax(logits, dim=1).cpu()  # (1, K, H, W, D)
             name = self._volume_name(v)
+            if self.solver == "dense_crf":
+                problems += self._dense_problems(logits, image, seeds, slices, name)
+                keys += [(v, s) for s in slices]
+                continue
+            log_probs = torch.log_softmax(logits, dim=1).cpu()  # (1, K, H, W, D)
             if self.volumetric:
                 lp, im, sd, cases = log_probs, image[None], seeds[None], [name]
             else:
@@ -198,6 +224,33 @@ class TrustRegionProposals:
             )
             keys += [(v, s) for s in slices]
         return problems, keys
+
+    def _dense_problems(self, logits, image, seeds, slices: list[int], name: str) -> list[DenseCRFProblem]:
+        """Dense-CRF problems of one volume's slices (``[-1]``: the volume): ``S^λ_KL`` as the probabilities
+        (unary ``−λ_KL log S``), every label allowed but a seed voxel's own one and, with ``restrict_labels``,
+        those absent from the slice's seeds."""
+        probs = (torch.softmax(logits, dim=1)[0].cpu().double() ** self.kl_weight).numpy()  # (K, H, W, D)
+        seeds, image = seeds.long().numpy(), image.numpy()
+        num_labels = probs.shape[0]
+        problems = []
+        for s in slices:
+            part = (Ellipsis,) if s < 0 else (Ellipsis, s)
+            seed_map = seeds[part]
+            seeded = seed_map != UNLABELLED
+            if seeded.any() and ((seed_map[seeded] < 0) | (seed_map[seeded] >= num_labels)).any():
+                raise SolverError(
+                    f"{name if s < 0 else f'{name} slice {s}'}: seeds {np.unique(seed_map[seeded]).tolist()} "
+                    f"outside range({num_labels})"
+                )
+            present = np.unique(seed_map[seeded])
+            labels = present if (self.restrict_labels and present.size) else np.arange(num_labels)
+            allowed = np.zeros((num_labels, *seed_map.shape), bool)
+            allowed[labels] = True
+            allowed[:, seeded] = False
+            allowed[(seed_map[seeded], *np.nonzero(seeded))] = True
+            case = name if s < 0 else f"{name} slice {s}"
+            problems.append(DenseCRFProblem(case, probs[part], image[part], allowed))
+        return problems
 
     def submit(self, engine: Engine) -> None:
         """At the start of a refresh epoch: segments the training set and submits its problems to the pool."""
@@ -242,11 +295,12 @@ class TrustRegionProposals:
         self.refreshes += 1
         mean_energy = float(np.mean(energies)) if energies else float("nan")
         self.logger.info(
-            "stage A of epoch %d: %d proposals in %.1f s (in use from iteration %d), mean grid-CRF energy %.4g",
+            "stage A of epoch %d: %d proposals in %.1f s (in use from iteration %d), mean %s %.4g",
             epoch,
             len(solved),
             time.perf_counter() - started,
             engine.state.iteration + 1,
+            self.energy_name,
             mean_energy,
         )
         if self.summary_writer is not None:
@@ -257,7 +311,10 @@ class TrustRegionProposals:
         return labels
 
     def _grid_energy(self, problem, labels: np.ndarray) -> float:
-        """``Σ w_pq [s_p ≠ s_q] / |Ω|``: the Potts part of the problem's energy without ``λ``, per voxel."""
+        """``Σ w_pq [s_p ≠ s_q] / |Ω|``: the Potts part of the problem's energy without ``λ``, per voxel; for a
+        dense-CRF problem, the share of voxels whose label differs from the network's argmax."""
+        if isinstance(problem, DenseCRFProblem):
+            return float((labels != np.asarray(problem.probs).argmax(0)).mean())
         pairwise = potts_problem_energy(problem, labels) - float(
             np.take_along_axis(problem.unary, labels[None], 0).sum()
         )

@@ -1,4 +1,5 @@
-"""Dense-CRF refinement of a softmax inside boxes (the proposal step of DeepCut), for the solver pool.
+"""Dense-CRF refinement of a softmax under label restrictions, for the solver pool: the proposal step of
+DeepCut (labels restricted to their boxes) and the dense-CRF stage A of the trust region (seeds fixed).
 
 Rajchl et al., "DeepCut: object segmentation from bounding box annotations using convolutional neural
 networks", IEEE TMI 2017. A proposal is the mean-field solution (Krähenbühl and Koltun 2011, through
@@ -23,6 +24,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from wss_monai.solvers.problem import SolverError
+
 __all__ = ["DenseCRFProblem", "dense_crf_labels"]
 
 FORBIDDEN = 1e4
@@ -37,6 +40,15 @@ class DenseCRFProblem:
     probs: np.ndarray
     image: np.ndarray
     allowed: np.ndarray
+
+    def __post_init__(self) -> None:
+        if not np.isfinite(self.probs).all():
+            raise SolverError(
+                f"{self.case}: the probabilities hold {int(np.isnan(self.probs).sum())} NaN and "
+                f"{int(np.isinf(self.probs).sum())} infinite values (a diverged network?)"
+            )
+        if not np.asarray(self.allowed, bool).any(0).all():
+            raise SolverError(f"{self.case}: some voxels may take no label at all")
 
 
 def dense_crf_labels(
