@@ -342,6 +342,27 @@ def test_emptiness_and_size_values_by_hand_with_the_log_barrier():
         BoxConstraintLoss(epsilon=0.5, upper=0.4)
 
 
+def test_a_lower_size_bound_per_class_by_hand():
+    ids = torch.zeros(1, 2, 4, 4)
+    ids[0, 0, 0:2, 0:2] = 1  # class 1: a 4-voxel box
+    ids[0, 1, 2:4, 2:4] = 1  # class 2: another
+    logits = torch.zeros(1, 3, 4, 4)  # S = 1/3: each box holds 4/3
+    per_class = BoxConstraintLoss(terms=["size"], epsilon=[0.5, 0.25], mode="penalty")
+    z = per_class.constraint_values(logits, {"box_ids": ids})["size"][0]
+    torch.testing.assert_close(z, torch.tensor([2 - 4 / 3, 1 - 4 / 3, 4 / 3 - 4, 4 / 3 - 4]))
+    torch.testing.assert_close(per_class(logits, {"box_ids": ids}), torch.tensor((2 / 3) ** 2))  # class 2 holds
+    both = BoxConstraintLoss(terms=["size"], epsilon=0.5, mode="penalty")(logits, {"box_ids": ids})
+    torch.testing.assert_close(both, torch.tensor(2 * (2 / 3) ** 2))
+    with pytest.raises(ValueError, match=r"epsilon gives 3 values \[0.5, 0.25, 0.5\] for 2 constrained classes"):
+        BoxConstraintLoss(epsilon=[0.5, 0.25, 0.5])(logits, {"box_ids": ids})
+    with pytest.raises(
+        ValueError, match=r"epsilon must lie in \[0, 1\] \(one value or one per class\), got \[0.5, 1.5\]"
+    ):
+        BoxConstraintLoss(epsilon=[0.5, 1.5])
+    with pytest.raises(ValueError, match=r"upper must lie in \[epsilon, 1\] = \[0.6, 1\], got 0.5"):
+        BoxConstraintLoss(epsilon=[0.2, 0.6], upper=0.5)
+
+
 def test_3d_loss_counts_slabs_along_every_axis_and_reduces_per_image():
     ids = torch.zeros(2, 1, 4, 4, 3)
     ids[0, 0, 0:2, 0:3, 0:3] = 1

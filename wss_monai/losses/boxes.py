@@ -51,7 +51,8 @@ class BoxConstraintLoss(WeakLoss):
         terms: the constraint families to use, a subset of :data:`BOX_TERMS`.
         width: segment width ``w`` of the tightness prior (voxels).
         epsilon: lower size bound ``ε`` as a fraction of the box (0.5 in the authors' code for
-            the prostate, 0.3 for lesions).
+            the prostate, 0.3 for lesions); one value, or one per constrained class (a ring such as the
+            myocardium fills less of its box than a disc).
         upper: upper box-size bound ``u`` as a fraction of the box (``epsilon <= upper <= 1``).
         mode: one of :data:`BOX_MODES`.
         t: initial log-barrier ``t``.
@@ -80,7 +81,7 @@ class BoxConstraintLoss(WeakLoss):
         key: str = "box_ids",
         terms: Sequence[str] = BOX_TERMS,
         width: int = 5,
-        epsilon: float = 0.5,
+        epsilon: float | Sequence[float] = 0.5,
         upper: float = 1.0,
         mode: str = "log_barrier",
         t: float = 5.0,
@@ -94,15 +95,17 @@ class BoxConstraintLoss(WeakLoss):
             raise ValueError(f"terms must be a non-empty subset of {BOX_TERMS}, got {terms}")
         if isinstance(width, bool) or int(width) != width or width < 1:
             raise ValueError(f"width must be an integer >= 1, got {width!r}")
-        if not 0 <= epsilon <= 1:
-            raise ValueError(f"epsilon must lie in [0, 1], got {epsilon!r}")
-        if not epsilon <= upper <= 1:
-            raise ValueError(f"upper must lie in [epsilon, 1] = [{epsilon}, 1], got {upper!r}")
+        epsilons = [float(e) for e in (epsilon if isinstance(epsilon, (list, tuple)) else [epsilon])]
+        if not epsilons or not all(0 <= e <= 1 for e in epsilons):
+            raise ValueError(f"epsilon must lie in [0, 1] (one value or one per class), got {epsilon!r}")
+        if not max(epsilons) <= upper <= 1:
+            raise ValueError(f"upper must lie in [epsilon, 1] = [{max(epsilons)}, 1], got {upper!r}")
         if mode not in BOX_MODES:
             raise ValueError(f"mode must be one of {BOX_MODES}, got {mode!r}")
         if not t > 0 or not math.isfinite(t):
             raise ValueError(f"t must be a finite positive number, got {t!r}")
-        self.key, self.terms, self.width, self.epsilon = key, terms, int(width), float(epsilon)
+        self.key, self.terms, self.width = key, terms, int(width)
+        self.epsilon = epsilons if isinstance(epsilon, (list, tuple)) else epsilons[0]
         self.upper = float(upper)
         self.mode, self.t = mode, float(t)
         self.classes = None if classes is None else [int(c) for c in classes]
@@ -139,9 +142,20 @@ class BoxConstraintLoss(WeakLoss):
                 voxels = rows.reshape(rows.shape[0], -1)[table.voxel_row, table.voxel_index]
                 inside = voxels.new_zeros(table.count.shape).index_add(0, table.voxel_box, voxels)
                 count = table.count.to(inside.dtype)
-                z = torch.cat([self.epsilon * count - inside, inside - self.upper * count])
+                z = torch.cat([self._box_epsilon(table.row, len(classes), inside) * count - inside,
+                               inside - self.upper * count])  # fmt: skip
                 values["size"] = (z, box_image.repeat(2))
         return values
+
+    def _box_epsilon(self, row: torch.Tensor, num_constrained: int, like: torch.Tensor) -> torch.Tensor | float:
+        """``ε`` of every box (from its class channel, ``row mod C'``), or the one value."""
+        if not isinstance(self.epsilon, list):
+            return self.epsilon
+        if len(self.epsilon) != num_constrained:
+            raise ValueError(
+                f"epsilon gives {len(self.epsilon)} values {self.epsilon} for {num_constrained} constrained classes"
+            )
+        return like.new_tensor(self.epsilon)[row % num_constrained]
 
     def forward(self, logits: torch.Tensor, batch: Mapping) -> torch.Tensor:
         values = self.constraint_values(logits, batch)
