@@ -38,6 +38,12 @@ METHODS = {  # configs, overrides
     # at 128²); the "128² grid" rows count them on the training grid, twice as loose around the heart
     "box prior, margin 10": ([BOXES], {"box_margin": 10}),
     "box prior after masked CE, margin 10": ([BOXES], {"box_margin": 10, "box_warmup_epochs": 5}),
+    # the authors' rule for loose boxes (segments twice as wide as the margin, below) on this grid: 10 file voxels
+    # are 2-8 training voxels, so segments 10 lines wide
+    "box prior after masked CE, margin 10, w 10": (
+        [BOXES],
+        {"box_margin": 10, "box_warmup_epochs": 5, "box_segment_width": 10},
+    ),
     "box prior, margin 10 (128² grid)": ([BOXES], {"box_margin": 10, "box_margin_space": "grid"}),
     # the authors' setting for 10-pixel margins (their "thick_wider" prostate run): segments 20 lines wide, so
     # every band reaches past the 10-line margin into the structure
