@@ -53,6 +53,8 @@ OPTIONAL_INTS = ("max_train_volumes",)
 """Ids that are ``null`` in the files and take an integer or null."""
 OPTIONAL_POSITIVE = ("time_budget_minutes",)
 """Ids that are ``null`` in the files and take a positive number or null."""
+PER_CLASS = ("box_epsilon",)
+"""Number ids that also take a list of numbers, one per class."""
 
 _WORKFLOW_ARGUMENTS = frozenset(inspect.signature(ConfigWorkflow.__init__).parameters) - {"self", "override"}
 
@@ -106,6 +108,10 @@ def _check_type(key: str, value: Any, default: Any) -> None:
             raise ValueError(f"--{key} must be a positive number or null, got {value!r}")
         return
     if isinstance(default, bool) or not isinstance(default, numbers.Number):
+        return
+    if leaf in PER_CLASS and isinstance(value, (list, tuple)):
+        if not value or any(isinstance(v, bool) or not isinstance(v, numbers.Real) for v in value):
+            raise ValueError(f"--{key} must be a number or a list of numbers, one per class, got {value!r}")
         return
     if isinstance(default, numbers.Integral):
         if isinstance(value, bool) or not isinstance(value, numbers.Integral):
