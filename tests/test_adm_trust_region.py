@@ -223,6 +223,10 @@ def test_dense_crf_stage_a_keeps_the_seeds_follows_the_edges_and_names_failures(
     np.testing.assert_array_equal(proposal, expected)
     with pytest.raises(ValueError, match=r"solver must be one of \('alpha_expansion', 'dense_crf'\), got 'icm'"):
         stage_a(dataset, network, inferer, solver="icm")
+    dataset.volumes[0]["scribble"][0, 0, 0, 1] = 5  # a seed label outside range(3), in slice 1
+    with pytest.raises(SolverError, match=r"volume 0 slice 1: seed labels \[5\] are outside range\(3\)"):
+        stage_a(dataset, network, inferer, solver="dense_crf", dense_crf=options).problems()
+    dataset.volumes[0]["scribble"][0, 0, 0, 1] = UNLABELLED
     with torch.no_grad():
         network.bias[1] = float("nan")  # a NaN logit makes every class's softmax NaN: 3 x 64 values
     with pytest.raises(SolverError, match=r"volume 0 slice 0: the probabilities hold 192 NaN"):

@@ -43,7 +43,14 @@ from ignite.engine import Engine, Events
 from wss_monai.constants import UNLABELLED
 from wss_monai.data.volumes import WholeVolumeDataset
 from wss_monai.losses.proposals import proposal_problems
-from wss_monai.solvers import DenseCRFProblem, SolverError, SolverPool, dense_crf_labels, potts_problem_energy
+from wss_monai.solvers import (
+    DenseCRFProblem,
+    SolverPool,
+    checked_seeds,
+    dense_crf_labels,
+    labels_in_seeds,
+    potts_problem_energy,
+)
 from wss_monai.utils.distributed import all_gather_object, get_rank, get_world_size, is_distributed
 
 __all__ = ["STAGE_A_SOLVERS", "TrustRegionProposals"]
@@ -230,25 +237,19 @@ class TrustRegionProposals:
         (unary ``−λ_KL log S``), every label allowed but a seed voxel's own one and, with ``restrict_labels``,
         those absent from the slice's seeds."""
         probs = (torch.softmax(logits, dim=1)[0].cpu().double() ** self.kl_weight).numpy()  # (K, H, W, D)
-        seeds, image = seeds.long().numpy(), image.numpy()
+        seeds, image = seeds.numpy(), image.numpy()
         num_labels = probs.shape[0]
         problems = []
         for s in slices:
             part = (Ellipsis,) if s < 0 else (Ellipsis, s)
-            seed_map = seeds[part]
-            seeded = seed_map != UNLABELLED
-            if seeded.any() and ((seed_map[seeded] < 0) | (seed_map[seeded] >= num_labels)).any():
-                raise SolverError(
-                    f"{name if s < 0 else f'{name} slice {s}'}: seeds {np.unique(seed_map[seeded]).tolist()} "
-                    f"outside range({num_labels})"
-                )
-            present = np.unique(seed_map[seeded])
-            labels = present if (self.restrict_labels and present.size) else np.arange(num_labels)
+            case = name if s < 0 else f"{name} slice {s}"
+            seed_map = checked_seeds(seeds[part], num_labels, probs[part].shape[1:], case)
+            labels = labels_in_seeds(seed_map) if self.restrict_labels else None
             allowed = np.zeros((num_labels, *seed_map.shape), bool)
-            allowed[labels] = True
+            allowed[range(num_labels) if labels is None else labels] = True
+            seeded = seed_map != UNLABELLED
             allowed[:, seeded] = False
             allowed[(seed_map[seeded], *np.nonzero(seeded))] = True
-            case = name if s < 0 else f"{name} slice {s}"
             problems.append(DenseCRFProblem(case, probs[part], image[part], allowed))
         return problems
 

@@ -22,7 +22,7 @@ import torch
 
 from wss_monai.constants import UNLABELLED
 from wss_monai.losses.grid_crf import potts_edge_weights
-from wss_monai.solvers import PottsProblem
+from wss_monai.solvers import PottsProblem, labels_in_seeds
 
 __all__ = ["batch_case_names", "proposal_problems"]
 
@@ -114,10 +114,7 @@ def proposal_problems(
             seed_maps = seed_maps[:, 0]
     problems = []
     for b in range(size):
-        labels = None
-        if restrict_labels:
-            present = np.unique(seed_maps[b][seed_maps[b] != UNLABELLED])
-            labels = present.tolist() if present.size else None
+        labels = labels_in_seeds(seed_maps[b]) if restrict_labels else None
         problems.append(
             PottsProblem(
                 unary[b], [(offset, weight[b]) for offset, weight in edges], seed_maps[b], labels, case=cases[b]

@@ -5,7 +5,14 @@ from wss_monai.solvers.alpha_expansion import MAX_COST, alpha_expansion, integer
 from wss_monai.solvers.dense_crf import DenseCRFProblem, dense_crf_labels
 from wss_monai.solvers.graph_cut import binary_graph_cut
 from wss_monai.solvers.pool import SOLVERS, SolverPool, solve
-from wss_monai.solvers.problem import PottsProblem, SolverError, grid_pairs, potts_problem_energy
+from wss_monai.solvers.problem import (
+    PottsProblem,
+    SolverError,
+    checked_seeds,
+    grid_pairs,
+    labels_in_seeds,
+    potts_problem_energy,
+)
 
 __all__ = [
     "DenseCRFProblem",
@@ -17,8 +24,10 @@ __all__ = [
     "SolverPool",
     "alpha_expansion",
     "binary_graph_cut",
+    "checked_seeds",
     "grid_pairs",
     "integer_costs",
+    "labels_in_seeds",
     "potts_problem_energy",
     "solve",
 ]

@@ -17,7 +17,7 @@ import numpy as np
 
 from wss_monai.constants import UNLABELLED
 
-__all__ = ["PottsProblem", "SolverError", "grid_pairs", "potts_problem_energy"]
+__all__ = ["PottsProblem", "SolverError", "checked_seeds", "grid_pairs", "labels_in_seeds", "potts_problem_energy"]
 
 
 class SolverError(RuntimeError):
@@ -71,7 +71,7 @@ class PottsProblem:
                 raise SolverError(f"{self.case}: the weights of offset {offset} must be finite and >= 0")
             checked.append((offset, weight))
         self.edges = checked
-        self.seeds = self._check_seeds(self.seeds, num_labels, spatial)
+        self.seeds = checked_seeds(self.seeds, num_labels, spatial, self.case)
         labels = range(num_labels) if self.labels is None else sorted({int(v) for v in self.labels})
         if not labels or min(labels) < 0 or max(labels) >= num_labels:
             raise SolverError(f"{self.case}: labels must be a non-empty subset of range({num_labels}), got {labels}")
@@ -81,37 +81,52 @@ class PottsProblem:
         if missing:
             raise SolverError(f"{self.case}: the seeds use labels {missing}, not among the allowed {self.labels}")
 
-    def _check_seeds(self, seeds, num_labels: int, spatial: tuple[int, ...]) -> np.ndarray:
-        if seeds is None:
-            return np.full(spatial, UNLABELLED, dtype=np.int64)
-        seeds = np.asarray(seeds)
-        if seeds.shape == (num_labels, *spatial) and seeds.dtype == bool:
-            count = seeds.sum(0)
-            if (count > 1).any():
-                first = tuple(int(i) for i in np.argwhere(count > 1)[0])
-                raise SolverError(
-                    f"{self.case}: {int((count > 1).sum())} voxels are seeds of two labels or more (first at {first})"
-                )
-            return np.where(count == 1, seeds.argmax(0), UNLABELLED).astype(np.int64)
-        if seeds.shape != spatial:
-            raise SolverError(
-                f"{self.case}: seeds of shape {seeds.shape} do not match the unary's spatial shape {spatial} "
-                f"(or ({num_labels}, *spatial) boolean masks)"
-            )
-        if not np.issubdtype(seeds.dtype, np.integer):
-            if not np.isfinite(seeds).all() or (seeds != np.round(seeds)).any():
-                raise SolverError(f"{self.case}: seeds must be integer labels or {UNLABELLED}")
-        seeds = seeds.astype(np.int64)
-        bad = (seeds != UNLABELLED) & ((seeds < 0) | (seeds >= num_labels))
-        if bad.any():
-            raise SolverError(
-                f"{self.case}: seed labels {sorted(np.unique(seeds[bad]).tolist())} are outside range({num_labels})"
-            )
-        return seeds
-
     @property
     def spatial_shape(self) -> tuple[int, ...]:
         return tuple(self.unary.shape[1:])
+
+
+def checked_seeds(seeds, num_labels: int, spatial: Sequence[int], case: str = "case") -> np.ndarray:
+    """A seed map as an int64 ``spatial`` array (``UNLABELLED`` where free), from a label map, ``(K, *spatial)``
+    boolean masks or ``None``.
+
+    Raises:
+    SolverError: naming ``case``: a voxel seeded twice, a wrong shape, non-integer values or a label
+        outside ``range(num_labels)``.
+    """
+    spatial = tuple(spatial)
+    if seeds is None:
+        return np.full(spatial, UNLABELLED, dtype=np.int64)
+    seeds = np.asarray(seeds)
+    if seeds.shape == (num_labels, *spatial) and seeds.dtype == bool:
+        count = seeds.sum(0)
+        if (count > 1).any():
+            first = tuple(int(i) for i in np.argwhere(count > 1)[0])
+            raise SolverError(
+                f"{case}: {int((count > 1).sum())} voxels are seeds of two labels or more (first at {first})"
+            )
+        return np.where(count == 1, seeds.argmax(0), UNLABELLED).astype(np.int64)
+    if seeds.shape != spatial:
+        raise SolverError(
+            f"{case}: seeds of shape {seeds.shape} do not match the unary's spatial shape {spatial} "
+            f"(or ({num_labels}, *spatial) boolean masks)"
+        )
+    if not np.issubdtype(seeds.dtype, np.integer):
+        if not np.isfinite(seeds).all() or (seeds != np.round(seeds)).any():
+            raise SolverError(f"{case}: seeds must be integer labels or {UNLABELLED}")
+    seeds = seeds.astype(np.int64)
+    bad = (seeds != UNLABELLED) & ((seeds < 0) | (seeds >= num_labels))
+    if bad.any():
+        raise SolverError(
+            f"{case}: seed labels {sorted(np.unique(seeds[bad]).tolist())} are outside range({num_labels})"
+        )
+    return seeds
+
+
+def labels_in_seeds(seeds: np.ndarray) -> list[int] | None:
+    """The labels a seed map uses, sorted; ``None`` when it holds no seed (every label stays allowed)."""
+    present = np.unique(seeds[seeds != UNLABELLED])
+    return present.astype(np.int64).tolist() if present.size else None
 
 
 def grid_pairs(
