@@ -127,3 +127,27 @@ def test_trust_region_with_the_dense_crf_stage_a_on_whole_volumes(cardiac, tmp_p
     assert changed and 0.0 <= float(changed.group(1)) <= 1.0
     saved = torch.load(tmp_path / "run/models/model_final.pt", weights_only=False)["trust_region_proposals"]
     assert saved["refreshes"] == 1 and all((p != UNLABELLED).all() for p in saved["proposals"].values())
+
+
+def test_trust_region_after_the_dense_crf_loss_hands_over_at_the_set_epoch(cardiac, tmp_path):
+    configs = ACDC + [SCRIBBLE_FILES, ROOT / "configs/regularisers/dense_crf.yaml", TRUST_REGION]
+    result = run_bundle(
+        "training",
+        configs,
+        cwd=tmp_path,
+        dataset_dir=cardiac,
+        output_dir=tmp_path / "run",
+        crf_stop_epochs=1,
+        tr_start_epoch=2,
+        **SOLVER_RUN,
+    )
+    log = result.stdout + result.stderr
+    # epoch 1: the dense CRF loss beside the partial CE (no proposal yet); epoch 2: stage A, then stage B alone
+    assert re.findall(r"stage A of epoch (\d)", log) == ["2"]
+    # the weight logged at the end of an epoch is the next epoch's: 0 from epoch 2 on
+    assert [float(w) for w in re.findall(r"weight of 'crf' (\S+)", log)] == [0.0, 0.0]
+    totals = dict(re.findall(r"epoch (\d)/2: total (\S+)", log))
+    terms = dict(re.findall(r"epoch (\d)/2: .*trust_region (\S+)", log))
+    assert float(totals["1"]) > float(terms["1"]) and totals["2"] == terms["2"]
+    saved = torch.load(tmp_path / "run/models/model_final.pt", weights_only=False)
+    assert saved["crf_weight_ramp"]["epochs"] == 2 and saved["trust_region_proposals"]["refreshes"] == 1

@@ -62,9 +62,25 @@ METHODS = {
         "configs/regularisers/trust_region.yaml",
         "configs/regularisers/dense_crf.yaml",
     ],
+    # the best gradient-descent recipe first, then the trust region from its network (same total budget)
+    "trust region after dense CRF": [
+        SCRIBBLES,
+        "configs/regularisers/dense_crf.yaml",
+        "configs/regularisers/trust_region.yaml",
+    ],
+    "trust region after dense CRF, dense-CRF stage A": [
+        SCRIBBLES,
+        "configs/regularisers/dense_crf.yaml",
+        "configs/regularisers/trust_region.yaml",
+    ],
     "full": ["configs/supervision/full.yaml"],
 }
+# epochs 1-15: partial CE + the dense CRF loss (the robust term is the partial CE before any proposal);
+# stage A at epochs 16 and 21 on that network's output, stage B alone from epoch 16
+AFTER_DENSE_CRF = {"crf_stop_epochs": 15, "tr_start_epoch": 16}
 METHOD_OVERRIDES = {
+    "trust region after dense CRF": AFTER_DENSE_CRF,
+    "trust region after dense CRF, dense-CRF stage A": {**AFTER_DENSE_CRF, "tr_solver": "dense_crf"},
     # the first stage A after M = 5 epochs of partial CE (the seeds alone in the robust loss) instead of on
     # the untrained network: three times cheaper to solve (docs/solvers.md), and not only the seeds to go by
     "pCE + trust region from pCE": {"tr_start_epoch": 6},
