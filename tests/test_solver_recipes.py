@@ -151,3 +151,15 @@ def test_trust_region_after_the_dense_crf_loss_hands_over_at_the_set_epoch(cardi
     assert float(totals["1"]) > float(terms["1"]) and totals["2"] == terms["2"]
     saved = torch.load(tmp_path / "run/models/model_final.pt", weights_only=False)
     assert saved["crf_weight_ramp"]["epochs"] == 2 and saved["trust_region_proposals"]["refreshes"] == 1
+
+
+def test_adm_can_wait_for_a_crf_loss_to_train_the_network_first(cardiac):
+    configs = ACDC + [SCRIBBLE_FILES, ROOT / "configs/regularisers/grid_crf.yaml", ADM]
+    parser = config_parser(configs, dataset_dir=str(cardiac), crf_stop_epochs=3, adm_warmup_epochs=3)
+    adm_ramp, crf_ramp = parser.get_parsed_content("adm_weight_ramp"), parser.get_parsed_content("crf_weight_ramp")
+    assert adm_ramp.loss is crf_ramp.loss and adm_ramp.loss.weights["adm"] == 0.0
+    crf_weight = parser.get_parsed_content("crf_weight")
+    assert [crf_ramp.weight_after(e) for e in range(5)] == [crf_weight] * 3 + [0.0, 0.0]
+    assert [adm_ramp.weight_after(e) for e in range(5)] == [0.0] * 3 + [1.0, 1.0]
+    handlers = parser.get_parsed_content("regulariser_handlers")  # attached to the trainer and checkpointed
+    assert adm_ramp in handlers and crf_ramp in handlers

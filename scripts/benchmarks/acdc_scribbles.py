@@ -73,6 +73,8 @@ METHODS = {
         "configs/regularisers/dense_crf.yaml",
         "configs/regularisers/trust_region.yaml",
     ],
+    # grid CRF gradient descent first, then ADM on the same Potts energy from its network (same total budget)
+    "ADM after grid CRF": [SCRIBBLES, "configs/regularisers/grid_crf.yaml", "configs/regularisers/adm.yaml"],
     "full": ["configs/supervision/full.yaml"],
 }
 # epochs 1-15: partial CE + the dense CRF loss (the robust term is the partial CE before any proposal);
@@ -81,6 +83,7 @@ AFTER_DENSE_CRF = {"crf_stop_epochs": 15, "tr_start_epoch": 16}
 METHOD_OVERRIDES = {
     "trust region after dense CRF": AFTER_DENSE_CRF,
     "trust region after dense CRF, dense-CRF stage A": {**AFTER_DENSE_CRF, "tr_solver": "dense_crf"},
+    "ADM after grid CRF": {"crf_stop_epochs": 15, "adm_warmup_epochs": 15},
     # the first stage A after M = 5 epochs of partial CE (the seeds alone in the robust loss) instead of on
     # the untrained network: three times cheaper to solve (docs/solvers.md), and not only the seeds to go by
     "pCE + trust region from pCE": {"tr_start_epoch": 6},
