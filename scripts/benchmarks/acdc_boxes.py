@@ -133,7 +133,7 @@ def format_table(rows: dict[str, dict]) -> str:
     ]
     for name, r in rows.items():
         full = rows.get("full 3D" if "3D" in name else "full")
-        share = f"{r['mean_dice'] / full['mean_dice']:.0%}" if full and full["mean_dice"] > 0 else "-"
+        share = f"{r['mean_dice'] / full['mean_dice']:.1%}" if full and full["mean_dice"] > 0 else "-"
         ratio = f"{r['s_per_epoch'] / full['s_per_epoch']:.2f}" if full else f"{r['s_per_epoch']:.1f} s"
         lines.append(
             f"| {name} | {r['dice_rv']:.3f} | {r['dice_myo']:.3f} | {r['dice_lv']:.3f} | {r['mean_dice']:.3f} "
