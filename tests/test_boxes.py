@@ -363,6 +363,30 @@ def test_a_lower_size_bound_per_class_by_hand():
         BoxConstraintLoss(epsilon=[0.2, 0.6], upper=0.5)
 
 
+def test_size_bound_less_the_margin_by_hand():
+    ids = torch.zeros(2, 1, 8, 8)
+    ids[0, 0, 0:6, 0:4] = 1  # image 0: a 6 x 4 box drawn with margin (1, 1): tight box 4 x 2 = 8 voxels
+    ids[1, 0, 2:5, 2:5] = 1  # image 1: a 3 x 3 box drawn with margin (2, 0): no row left, so 1 x 3
+    logits = torch.zeros(2, 2, 8, 8)  # S = 1/2: the boxes hold 12 and 4.5
+    batch = {"box_ids": ids, "box_margin_voxels": torch.tensor([[1.0, 1.0], [2.0, 0.0]])}
+    loss = BoxConstraintLoss(terms=["size"], epsilon=0.5, margin_key="box_margin_voxels", mode="penalty")
+    z = loss.constraint_values(logits, batch)["size"][0]
+    # lower bounds on 0.5 x 8 and 0.5 x 3 voxels, upper bounds on the whole boxes (24 and 9)
+    torch.testing.assert_close(z, torch.tensor([4 - 12.0, 1.5 - 4.5, 12 - 24.0, 4.5 - 9.0]))
+    plain = BoxConstraintLoss(terms=["size"], epsilon=0.5, mode="penalty").constraint_values(logits, batch)
+    torch.testing.assert_close(plain["size"][0], torch.tensor([12 - 12.0, 4.5 - 4.5, 12 - 24.0, 4.5 - 9.0]))
+    logits.requires_grad_(True)
+    wanting = {**batch, "box_margin_voxels": torch.tensor([[0.0, 0.0], [0.0, 0.0]])}
+    BoxConstraintLoss(terms=["size"], epsilon=0.9, margin_key="box_margin_voxels")(logits, wanting).backward()
+    assert torch.isfinite(logits.grad).all() and logits.grad.abs().sum() > 0
+    with pytest.raises(ValueError, match=r"'box_margin_voxels' must have shape \(2, 2\) \(B, N_s\).*got \(2, 1\)"):
+        loss(logits, {**batch, "box_margin_voxels": torch.zeros(2, 1)})
+    with pytest.raises(ValueError, match=r"'box_margin_voxels' must hold finite margins >= 0"):
+        loss(logits, {**batch, "box_margin_voxels": torch.tensor([[1.0, float("nan")], [0.0, 0.0]])})
+    with pytest.raises(KeyError, match=r"needs the batch key 'box_margin_voxels'"):
+        loss(logits, {"box_ids": ids})
+
+
 def test_3d_loss_counts_slabs_along_every_axis_and_reduces_per_image():
     ids = torch.zeros(2, 1, 4, 4, 3)
     ids[0, 0, 0:2, 0:3, 0:3] = 1

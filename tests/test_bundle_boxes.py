@@ -169,6 +169,33 @@ def test_box_prior_after_a_masked_ce_warm_up_hands_the_loss_over(tmp_path):
     assert "box_warmup_epochs must be an integer >= 0, got -1" in error_chain(info.value)
 
 
+@pytest.mark.parametrize("whole_volumes", [False, True], ids=["2d", "3d"])
+def test_size_bound_less_the_margin_reaches_the_loss_in_2d_and_3d(whole_volumes, tmp_path):
+    root = make_cardiac_phantoms(tmp_path / "acdc", num_patients=3, seed=0, shape=(32, 32), num_slices=(3, 4))
+    common = {"dataset_dir": str(root), "output_dir": str(tmp_path / "out"), "num_validation": 1, "spatial_size": 32}
+    profile = [ROOT / "configs/profiles/whole_volumes_3d.yaml"] if whole_volumes else []
+    configs = bundle_configs("acdc", BOXES, *profile)
+    # the phantoms are 32 x 32 files: a margin of 2 file voxels is 2 voxels of the 32 x 32 grid
+    parser = config_parser(configs, box_margin=2, box_size_less_margin=True, **common)
+    batch = next(iter(parser.get_parsed_content("train#dataloader")))
+    assert batch["box_margin_voxels"].shape == (batch["box_ids"].shape[0], 3)  # (H, W, D) of the volume
+    assert batch["box_margin_voxels"][:, :2].eq(2).all() and batch["box_margin_voxels"][:, 2:].eq(0).all()
+    term = parser.get_parsed_content("train#loss").terms["boxes"]
+    assert term.margin_key == "box_margin_voxels"
+    logits = torch.zeros(batch["box_ids"].shape[0], 4, *batch["box_ids"].shape[2:])
+    less = term.constraint_values(logits, batch)["size"][0]
+    term.margin_key = None
+    whole = term.constraint_values(logits, batch)["size"][0]
+    half = whole.numel() // 2  # lower bounds first, then the upper bounds (unchanged)
+    assert (less[:half] < whole[:half]).all() and torch.equal(less[half:], whole[half:])
+    for bad in ({"box_loss": "masked_ce"}, {"box_source": "files", "box_dir": str(tmp_path)}):
+        parser = config_parser(configs, box_size_less_margin=True, **bad, **common)
+        with pytest.raises(Exception) as info:
+            parser.get_parsed_content("box_recipe")
+        assert re.search(r"box_size_less_margin takes box_margin off .* needs box_loss 'prior' and box_source "
+                         r"'label'", error_chain(info.value))  # fmt: skip
+
+
 # ---------------------------------------------------------------------------------------------- runs
 
 

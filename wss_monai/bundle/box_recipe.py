@@ -72,13 +72,15 @@ def box_recipe(
     constraint_handling: str,
     network_dims: int | str = 2,
     warmup_epochs: int = 0,
+    size_less_margin: bool = False,
 ) -> BoxRecipe:
     """Checks the choices of ``boxes.yaml``.
 
     Raises:
         ValueError: a value outside the allowed ones (named with them), 3D boxes with a 2D network (the
             slices of a 3D box are not tight boxes of the slices), or a warm-up that is not a whole number
-            of epochs >= 0 or is given to another loss than the prior.
+            of epochs >= 0 or is given to another loss than the prior, or ``box_size_less_margin`` without
+            the prior or with boxes from files (their margin is not known).
     """
     if isinstance(warmup_epochs, bool) or not isinstance(warmup_epochs, int) or warmup_epochs < 0:
         raise ValueError(f"box_warmup_epochs must be an integer >= 0, got {warmup_epochs!r}")
@@ -93,6 +95,14 @@ def box_recipe(
         raise ValueError(
             f"box_warmup_epochs ({warmup_epochs}) is the masked cross-entropy warm-up of box_loss 'prior'; "
             f"box_loss is {recipe.box_loss!r}"
+        )
+    if not isinstance(size_less_margin, bool):
+        raise ValueError(f"box_size_less_margin must be true or false, got {size_less_margin!r}")
+    if size_less_margin and (not recipe.prior or recipe.from_files):
+        raise ValueError(
+            "box_size_less_margin takes box_margin off the boxes of the prior's size bound: it needs box_loss "
+            f"'prior' and box_source 'label' (boxes drawn with that margin), got {recipe.box_loss!r} and "
+            f"{recipe.box_source!r}"
         )
     if recipe.box_dims == 3 and int(network_dims) != 3:
         raise ValueError(

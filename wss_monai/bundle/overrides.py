@@ -49,7 +49,7 @@ AT_LEAST = {
     "learning_rate": 0,
 }
 """The smallest value each of these ids may take."""
-OPTIONAL_INTS = ("max_train_volumes",)
+OPTIONAL_INTS = ("max_train_volumes", "crf_stop_epochs")
 """Ids that are ``null`` in the files and take an integer or null."""
 OPTIONAL_POSITIVE = ("time_budget_minutes",)
 """Ids that are ``null`` in the files and take a positive number or null."""

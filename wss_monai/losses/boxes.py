@@ -54,6 +54,13 @@ class BoxConstraintLoss(WeakLoss):
             the prostate, 0.3 for lesions); one value, or one per constrained class (a ring such as the
             myocardium fills less of its box than a disc).
         upper: upper box-size bound ``u`` as a fraction of the box (``epsilon <= upper <= 1``).
+        margin_key: batch key of the margin ``m`` ``(B, N_s)`` (voxels per spatial axis) the boxes were
+            drawn with (:class:`~wss_monai.transforms.BoundingBoxesd` ``margin_key``; a slice may carry
+            its volume's ``(B, 3)``, the leading axes are used), or ``None``. Given,
+            the lower size bound counts the box less its margin, ``ε · |Ω_I| · Π_a max(e_a − 2 m_a, 1) / e_a``
+            for a box of extent ``e``: a structure fills ``ε`` of its tight box, not of a loose one (on
+            ACDC a 10-voxel margin doubles the boxes of the small structures). The upper bound keeps
+            ``|Ω_I|``.
         mode: one of :data:`BOX_MODES`.
         t: initial log-barrier ``t``.
         classes: output channels matching the map's channels; ``None``: 1..C-1.
@@ -83,6 +90,7 @@ class BoxConstraintLoss(WeakLoss):
         width: int = 5,
         epsilon: float | Sequence[float] = 0.5,
         upper: float = 1.0,
+        margin_key: str | None = None,
         mode: str = "log_barrier",
         t: float = 5.0,
         classes: Sequence[int] | None = None,
@@ -107,6 +115,7 @@ class BoxConstraintLoss(WeakLoss):
         self.key, self.terms, self.width = key, terms, int(width)
         self.epsilon = epsilons if isinstance(epsilon, (list, tuple)) else epsilons[0]
         self.upper = float(upper)
+        self.margin_key = margin_key
         self.mode, self.t = mode, float(t)
         self.classes = None if classes is None else [int(c) for c in classes]
 
@@ -142,10 +151,30 @@ class BoxConstraintLoss(WeakLoss):
                 voxels = rows.reshape(rows.shape[0], -1)[table.voxel_row, table.voxel_index]
                 inside = voxels.new_zeros(table.count.shape).index_add(0, table.voxel_box, voxels)
                 count = table.count.to(inside.dtype)
-                z = torch.cat([self._box_epsilon(table.row, len(classes), inside) * count - inside,
+                share = self._inner_share(batch, table, box_image, num_images)
+                lower = count * (share.to(count.dtype) if torch.is_tensor(share) else share)
+                z = torch.cat([self._box_epsilon(table.row, len(classes), inside) * lower - inside,
                                inside - self.upper * count])  # fmt: skip
                 values["size"] = (z, box_image.repeat(2))
         return values
+
+    def _inner_share(self, batch: Mapping, table, box_image: torch.Tensor, num_images: int) -> torch.Tensor | float:
+        """Share of each box left when its margin is taken off every side (1 without ``margin_key``)."""
+        if self.margin_key is None:
+            return 1.0
+        dims = table.lo.shape[1]
+        margin = torch.as_tensor(self.read(batch, self.margin_key), dtype=torch.float64).to(table.lo.device)
+        if margin.ndim != 2 or margin.shape[0] != num_images or margin.shape[1] < dims:
+            raise ValueError(
+                f"{self.margin_key!r} must have shape {(num_images, dims)} (B, N_s): the margin of the boxes in "
+                f"voxels per spatial axis, got {tuple(margin.shape)}"
+            )
+        margin = margin[:, :dims]  # a slice keeps the in-plane axes of its volume's (H, W, D) margin
+        if not torch.isfinite(margin).all() or (margin < 0).any():
+            raise ValueError(f"{self.margin_key!r} must hold finite margins >= 0, got {margin.tolist()}")
+        extent = (table.hi - table.lo).to(torch.float64)
+        inner = (extent - 2 * margin[box_image]).clamp_min(1.0)
+        return (inner / extent).prod(1)
 
     def _box_epsilon(self, row: torch.Tensor, num_constrained: int, like: torch.Tensor) -> torch.Tensor | float:
         """``ε`` of every box (from its class channel, ``row mod C'``), or the one value."""

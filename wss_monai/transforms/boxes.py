@@ -192,10 +192,8 @@ class BoundingBoxes(Transform):
             )
         return np.asarray(label.shape[1:], dtype=np.float64) / file_shape
 
-    def __call__(self, label: Any) -> np.ndarray:
-        lab = class_map(label, self.num_classes)
-        boxes = tight_boxes(lab, self.num_classes, self.box_dims)
-        dims = lab.ndim
+    def _grid_margin_and_jitter(self, label: Any, dims: int) -> tuple[np.ndarray, np.ndarray]:
+        """Margin and jitter in voxels of the label's grid, on the axes whose sides move."""
         moving = dims if self.box_dims == 3 else 2  # in 2D mode the depth sides stay
         margin = _per_axis("margin", self.margin, dims)[:moving]
         jitter = _per_axis("jitter", self.jitter, dims)[:moving]
@@ -203,6 +201,26 @@ class BoundingBoxes(Transform):
             scale = self._file_scale(label, dims)[:moving]
             margin = np.rint(margin * scale).astype(np.int64)
             jitter = np.rint(jitter * scale).astype(np.int64)
+        return margin, jitter
+
+    def grid_margin(self, label: Any) -> np.ndarray:
+        """The margin added to every side, in voxels of the label's grid, per spatial axis ``(N_s,)`` float32.
+
+        Axes whose sides do not move (depth with ``box_dims=2``) get 0. With ``margin_space="file"``
+        it is the scaled margin of :meth:`__call__`.
+        """
+        dims = np.asarray(label).ndim - 1
+        margin = np.zeros(dims, np.float32)
+        moving, _ = self._grid_margin_and_jitter(label, dims)
+        margin[: len(moving)] = moving
+        return margin
+
+    def __call__(self, label: Any) -> np.ndarray:
+        lab = class_map(label, self.num_classes)
+        boxes = tight_boxes(lab, self.num_classes, self.box_dims)
+        dims = lab.ndim
+        moving = dims if self.box_dims == 3 else 2
+        margin, jitter = self._grid_margin_and_jitter(label, dims)
         if not len(boxes) or not (margin.any() or jitter.any()):
             return boxes
         lo, hi = boxes[:, 1 : 1 + moving], boxes[:, 1 + dims : 1 + dims + moving]
@@ -220,7 +238,12 @@ class BoundingBoxes(Transform):
 
 
 class BoundingBoxesd(KeyLoopd):
-    """Dictionary wrapper of :class:`BoundingBoxes`: ``d[output_key] = BoundingBoxes(...)(d[key])``."""
+    """Dictionary wrapper of :class:`BoundingBoxes`: ``d[output_key] = BoundingBoxes(...)(d[key])``.
+
+    ``margin_key`` also stores the margin in voxels of the label's grid per spatial axis
+    (:meth:`BoundingBoxes.grid_margin`, ``(N_s,)``), for a size bound that counts the box less its margin
+    (:class:`~wss_monai.losses.BoxConstraintLoss` ``margin_key``).
+    """
 
     def __init__(
         self,
@@ -233,6 +256,7 @@ class BoundingBoxesd(KeyLoopd):
         seed: int = 0,
         margin_space: str = "grid",
         output_key: str | None = "boxes",
+        margin_key: str | None = None,
         allow_missing_keys: bool = False,
     ) -> None:
         super().__init__(
@@ -241,6 +265,15 @@ class BoundingBoxesd(KeyLoopd):
             BoundingBoxes(num_classes, box_dims, margin, jitter, seed, margin_space),
             allow_missing_keys,
         )
+        if margin_key is not None and len(self.keys) != 1:
+            raise ValueError(f"margin_key can only be used with a single key, got keys={list(self.keys)}")
+        self.margin_key = margin_key
+
+    def __call__(self, data: Any) -> dict:
+        d = super().__call__(data)
+        if self.margin_key is not None and self.keys[0] in d:
+            d[self.margin_key] = self.transform.grid_margin(d[self.keys[0]])
+        return d
 
 
 def boxes_to_ids(boxes: np.ndarray, spatial_shape: Sequence[int], num_classes: int, box_dims: int = 2) -> np.ndarray:
