@@ -26,6 +26,14 @@ def cardiac(tmp_path_factory):
     return make_cardiac_phantoms(folder, num_patients=5, seed=4, shape=(40, 40), num_slices=(3, 4))
 
 
+def _train(configs, cardiac, tmp_path, **overrides) -> tuple[str, dict]:
+    """A solver-recipe training run into ``tmp_path / "run"``: its log and its final checkpoint."""
+    result = run_bundle(
+        "training", configs, cwd=tmp_path, dataset_dir=cardiac, output_dir=tmp_path / "run", **SOLVER_RUN, **overrides
+    )
+    return result.stdout + result.stderr, torch.load(tmp_path / "run/models/model_final.pt", weights_only=False)
+
+
 @pytest.mark.parametrize("recipe", ["scribble_files", "scribble", "points"])
 @pytest.mark.parametrize("profile", [[], [ROOT / "configs/profiles/whole_volumes_3d.yaml"]], ids=["2d", "3d"])
 def test_both_overlays_fit_any_seed_recipe_in_2d_and_3d(recipe, profile, cardiac):
@@ -99,49 +107,26 @@ def test_trust_region_training_refreshes_caches_and_resumes(cardiac, tmp_path):
 
 def test_trust_region_on_whole_volumes(cardiac, tmp_path):
     configs = ACDC + [SCRIBBLE_FILES, ROOT / "configs/profiles/whole_volumes_3d.yaml", TRUST_REGION]
-    result = run_bundle(
-        "training", configs, cwd=tmp_path, dataset_dir=cardiac, output_dir=tmp_path / "run", max_epochs=1, **SOLVER_RUN
-    )
-    log = result.stdout + result.stderr
+    log, final = _train(configs, cardiac, tmp_path, max_epochs=1)
     assert re.search(r"stage A of epoch 1: 6 proposals", log)  # one per volume
-    saved = torch.load(tmp_path / "run/models/model_final.pt", weights_only=False)["trust_region_proposals"]
+    saved = final["trust_region_proposals"]
     assert all((p != UNLABELLED).all() for p in saved["proposals"].values())
 
 
 def test_trust_region_with_the_dense_crf_stage_a_on_whole_volumes(cardiac, tmp_path):
     configs = ACDC + [SCRIBBLE_FILES, ROOT / "configs/profiles/whole_volumes_3d.yaml", TRUST_REGION]
-    result = run_bundle(
-        "training",
-        configs,
-        cwd=tmp_path,
-        dataset_dir=cardiac,
-        output_dir=tmp_path / "run",
-        max_epochs=1,
-        tr_solver="dense_crf",
-        **SOLVER_RUN,
-    )
-    log = result.stdout + result.stderr
+    log, final = _train(configs, cardiac, tmp_path, max_epochs=1, tr_solver="dense_crf")
     changed = re.search(
         r"stage A of epoch 1: 6 proposals .* mean share of voxels changed from the network's argmax (\S+)", log
     )
     assert changed and 0.0 <= float(changed.group(1)) <= 1.0
-    saved = torch.load(tmp_path / "run/models/model_final.pt", weights_only=False)["trust_region_proposals"]
+    saved = final["trust_region_proposals"]
     assert saved["refreshes"] == 1 and all((p != UNLABELLED).all() for p in saved["proposals"].values())
 
 
 def test_trust_region_after_the_dense_crf_loss_hands_over_at_the_set_epoch(cardiac, tmp_path):
     configs = ACDC + [SCRIBBLE_FILES, ROOT / "configs/regularisers/dense_crf.yaml", TRUST_REGION]
-    result = run_bundle(
-        "training",
-        configs,
-        cwd=tmp_path,
-        dataset_dir=cardiac,
-        output_dir=tmp_path / "run",
-        crf_stop_epochs=1,
-        tr_start_epoch=2,
-        **SOLVER_RUN,
-    )
-    log = result.stdout + result.stderr
+    log, saved = _train(configs, cardiac, tmp_path, crf_stop_epochs=1, tr_start_epoch=2)
     # epoch 1: the dense CRF loss beside the partial CE (no proposal yet); epoch 2: stage A, then stage B alone
     assert re.findall(r"stage A of epoch (\d)", log) == ["2"]
     # the weight logged at the end of an epoch is the next epoch's: 0 from epoch 2 on
@@ -149,7 +134,6 @@ def test_trust_region_after_the_dense_crf_loss_hands_over_at_the_set_epoch(cardi
     totals = dict(re.findall(r"epoch (\d)/2: total (\S+)", log))
     terms = dict(re.findall(r"epoch (\d)/2: .*trust_region (\S+)", log))
     assert float(totals["1"]) > float(terms["1"]) and totals["2"] == terms["2"]
-    saved = torch.load(tmp_path / "run/models/model_final.pt", weights_only=False)
     assert saved["crf_weight_ramp"]["epochs"] == 2 and saved["trust_region_proposals"]["refreshes"] == 1
 
 

@@ -151,17 +151,16 @@ class BoxConstraintLoss(WeakLoss):
                 voxels = rows.reshape(rows.shape[0], -1)[table.voxel_row, table.voxel_index]
                 inside = voxels.new_zeros(table.count.shape).index_add(0, table.voxel_box, voxels)
                 count = table.count.to(inside.dtype)
-                share = self._inner_share(batch, table, box_image, num_images)
-                lower = count * (share.to(count.dtype) if torch.is_tensor(share) else share)
+                lower = count * self._inner_share(batch, table, box_image, num_images).to(count.dtype)
                 z = torch.cat([self._box_epsilon(table.row, len(classes), inside) * lower - inside,
                                inside - self.upper * count])  # fmt: skip
                 values["size"] = (z, box_image.repeat(2))
         return values
 
-    def _inner_share(self, batch: Mapping, table, box_image: torch.Tensor, num_images: int) -> torch.Tensor | float:
-        """Share of each box left when its margin is taken off every side (1 without ``margin_key``)."""
+    def _inner_share(self, batch: Mapping, table, box_image: torch.Tensor, num_images: int) -> torch.Tensor:
+        """Share ``(N_boxes,)`` of each box left when its margin is taken off every side (1 without ``margin_key``)."""
         if self.margin_key is None:
-            return 1.0
+            return torch.ones(table.count.shape, device=table.count.device)
         dims = table.lo.shape[1]
         margin = torch.as_tensor(self.read(batch, self.margin_key), dtype=torch.float64).to(table.lo.device)
         if margin.ndim != 2 or margin.shape[0] != num_images or margin.shape[1] < dims:

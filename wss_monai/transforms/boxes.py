@@ -219,8 +219,8 @@ class BoundingBoxes(Transform):
         lab = class_map(label, self.num_classes)
         boxes = tight_boxes(lab, self.num_classes, self.box_dims)
         dims = lab.ndim
-        moving = dims if self.box_dims == 3 else 2
         margin, jitter = self._grid_margin_and_jitter(label, dims)
+        moving = len(margin)
         if not len(boxes) or not (margin.any() or jitter.any()):
             return boxes
         lo, hi = boxes[:, 1 : 1 + moving], boxes[:, 1 + dims : 1 + dims + moving]
