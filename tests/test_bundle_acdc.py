@@ -147,3 +147,19 @@ def test_a_nan_scan_stops_inference_with_the_file_named(scribble_run, phantoms, 
     text = result.stderr + result.stdout
     assert result.returncode != 0 and "scan.nii.gz) holds 1 NaN/inf values" in text
     assert not (run / "predictions/scan_seg.nii.gz").exists()
+
+
+def test_split_seed_fixes_the_patients_while_seed_changes(phantoms, tmp_path):
+    from monai.bundle import ConfigParser
+
+    def patients(output_dir, **overrides):
+        parser = ConfigParser()
+        parser.read_config([str(f) for f in TRAIN])
+        parser.update({"dataset_dir": str(phantoms), "output_dir": str(tmp_path / output_dir), **overrides})
+        datalist = parser.get_parsed_content("datalist")
+        return [sorted({c["patient"] for c in datalist[part]}) for part in ("training", "validation")]
+
+    by_seed = {seed: patients(f"s{seed}", seed=seed) for seed in range(4)}
+    assert len({str(split) for split in by_seed.values()}) > 1  # the seed alone moves the split
+    for seed in range(1, 4):
+        assert patients(f"fixed{seed}", seed=seed, split_seed=0) == by_seed[0]

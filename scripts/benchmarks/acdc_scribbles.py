@@ -123,6 +123,12 @@ def add_budget_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--num_test", type=int, default=20)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(
+        "--split_seed",
+        type=int,
+        default=None,
+        help="seed of the patient split (default: --seed); with it, --seed changes only the training draws",
+    )
+    parser.add_argument(
         "--time_budget_minutes", type=float, default=None, help="each run trains at most this long (fewer epochs)"
     )
 
@@ -134,6 +140,7 @@ def budget(out: Path, args: argparse.Namespace) -> dict:
         "dataset_dir": Path(args.dataset_dir).resolve(),
         "output_dir": out,
         "seed": args.seed,
+        **({} if getattr(args, "split_seed", None) is None else {"split_seed": args.split_seed}),
         "num_validation": args.num_validation,
         "num_test": args.num_test,
         "spatial_size": args.spatial_size,
