@@ -169,6 +169,35 @@ def test_box_prior_after_a_masked_ce_warm_up_hands_the_loss_over(tmp_path):
     assert "box_warmup_epochs must be an integer >= 0, got -1" in error_chain(info.value)
 
 
+def test_masked_ce_kept_beside_the_constraints_after_the_warm_up(tmp_path):
+    root = make_cardiac_phantoms(tmp_path / "acdc", num_patients=3, seed=0, shape=(32, 32), num_slices=(3, 4))
+    common = {"dataset_dir": str(root), "output_dir": str(tmp_path / "out"), "num_validation": 1, "spatial_size": 32}
+    configs = bundle_configs("acdc", BOXES)
+    parser = config_parser(configs, box_warmup_epochs=2, box_masked_ce_after_warmup=0.3, **common)
+    stop = parser.get_parsed_content("box_warmup#masked_ce_stop")
+    assert [stop.weight_after(e) for e in range(4)] == [1.0, 1.0, 0.3, 0.3]
+    loss = parser.get_parsed_content("train#loss")
+    stop.epochs = 1
+    stop(type("Engine", (), {"state": type("State", (), {"epoch": 2})()})())  # the second epoch completes
+    assert loss.weights["masked_ce"] == 0.3 and stop.state_dict()["after_stop"] == 0.3
+    for bad, message in (
+        (
+            {"box_warmup_epochs": 0},
+            r"box_masked_ce_after_warmup \(0.3\) weighs .* needs box_loss 'prior' and "
+            r"box_warmup_epochs > 0",
+        ),
+        ({"box_warmup_epochs": 2, "box_loss": "deepcut"}, r"box_warmup_epochs \(2\) is the masked"),
+    ):
+        parser = config_parser(configs, box_masked_ce_after_warmup=0.3, **bad, **common)
+        with pytest.raises(Exception) as info:
+            parser.get_parsed_content("box_recipe")
+        assert re.search(message, error_chain(info.value)), error_chain(info.value)
+    parser = config_parser(configs, box_warmup_epochs=2, box_masked_ce_after_warmup=float("nan"), **common)
+    with pytest.raises(Exception) as info:
+        parser.get_parsed_content("box_recipe")
+    assert "box_masked_ce_after_warmup must be a finite number >= 0, got nan" in error_chain(info.value)
+
+
 @pytest.mark.parametrize("whole_volumes", [False, True], ids=["2d", "3d"])
 def test_size_bound_less_the_margin_reaches_the_loss_in_2d_and_3d(whole_volumes, tmp_path):
     root = make_cardiac_phantoms(tmp_path / "acdc", num_patients=3, seed=0, shape=(32, 32), num_slices=(3, 4))

@@ -77,6 +77,17 @@ METHODS = {  # configs, overrides
         [BOXES],
         {"box_margin": 0, "box_warmup_epochs": 5, "box_epsilon": [0.5, 0.5, 0.7]},
     ),
+    # the masked CE of the warm-up kept beside the constraints at a weight w: where a class has lost its box to
+    # a neighbour (its softmax near 0 there), the constraints' gradient, scaled by S (1 - S), vanishes and the
+    # cross-entropy's, scaled by 1 - S, does not (w 1: the warm-up's weight; w 0.3: a third of it)
+    "box prior after masked CE, ε LV 0.7, masked CE kept, w 1": (
+        [BOXES],
+        {"box_margin": 0, "box_warmup_epochs": 5, "box_epsilon": [0.5, 0.5, 0.7], "box_masked_ce_after_warmup": 1.0},
+    ),
+    "box prior after masked CE, ε LV 0.7, masked CE kept, w 0.3": (
+        [BOXES],
+        {"box_margin": 0, "box_warmup_epochs": 5, "box_epsilon": [0.5, 0.5, 0.7], "box_masked_ce_after_warmup": 0.3},
+    ),
     "box prior after masked CE, ε from the shapes": (
         [BOXES],
         {"box_margin": 0, "box_warmup_epochs": 5, "box_epsilon": [0.3, 0.25, 0.7]},

@@ -73,6 +73,11 @@ METHODS = {
         "configs/regularisers/dense_crf.yaml",
         "configs/regularisers/trust_region.yaml",
     ],
+    "trust region after dense CRF, CRF loss kept": [
+        SCRIBBLES,
+        "configs/regularisers/dense_crf.yaml",
+        "configs/regularisers/trust_region.yaml",
+    ],
     # grid CRF gradient descent first, then ADM on the same Potts energy from its network (same total budget)
     "ADM after grid CRF": [SCRIBBLES, "configs/regularisers/grid_crf.yaml", "configs/regularisers/adm.yaml"],
     "full": ["configs/supervision/full.yaml"],
@@ -83,6 +88,9 @@ AFTER_DENSE_CRF = {"crf_stop_epochs": 15, "tr_start_epoch": 16}
 METHOD_OVERRIDES = {
     "trust region after dense CRF": AFTER_DENSE_CRF,
     "trust region after dense CRF, dense-CRF stage A": {**AFTER_DENSE_CRF, "tr_solver": "dense_crf"},
+    # the dense CRF loss goes on beside the robust loss from epoch 16 (from the first epoch the pair collapses:
+    # "pCE + trust region + dense CRF")
+    "trust region after dense CRF, CRF loss kept": {"tr_start_epoch": 16},
     "ADM after grid CRF": {"crf_stop_epochs": 15, "adm_warmup_epochs": 15},
     # the first stage A after M = 5 epochs of partial CE (the seeds alone in the robust loss) instead of on
     # the untrained network: three times cheaper to solve (docs/solvers.md), and not only the seeds to go by

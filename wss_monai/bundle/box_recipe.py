@@ -14,6 +14,7 @@ Example:
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 from wss_monai.bundle.recipes import choose
@@ -73,6 +74,7 @@ def box_recipe(
     network_dims: int | str = 2,
     warmup_epochs: int = 0,
     size_less_margin: bool = False,
+    masked_ce_after_warmup: float = 0.0,
 ) -> BoxRecipe:
     """Checks the choices of ``boxes.yaml``.
 
@@ -80,7 +82,8 @@ def box_recipe(
         ValueError: a value outside the allowed ones (named with them), 3D boxes with a 2D network (the
             slices of a 3D box are not tight boxes of the slices), or a warm-up that is not a whole number
             of epochs >= 0 or is given to another loss than the prior, or ``box_size_less_margin`` without
-            the prior or with boxes from files (their margin is not known).
+            the prior or with boxes from files (their margin is not known), or a weight of the masked
+            cross-entropy after the warm-up that is negative, not finite, or given without a warm-up.
     """
     if isinstance(warmup_epochs, bool) or not isinstance(warmup_epochs, int) or warmup_epochs < 0:
         raise ValueError(f"box_warmup_epochs must be an integer >= 0, got {warmup_epochs!r}")
@@ -95,6 +98,14 @@ def box_recipe(
         raise ValueError(
             f"box_warmup_epochs ({warmup_epochs}) is the masked cross-entropy warm-up of box_loss 'prior'; "
             f"box_loss is {recipe.box_loss!r}"
+        )
+    weight_ok = isinstance(masked_ce_after_warmup, (int, float)) and not isinstance(masked_ce_after_warmup, bool)
+    if not weight_ok or not math.isfinite(masked_ce_after_warmup) or masked_ce_after_warmup < 0:
+        raise ValueError(f"box_masked_ce_after_warmup must be a finite number >= 0, got {masked_ce_after_warmup!r}")
+    if masked_ce_after_warmup and not recipe.warmup:
+        raise ValueError(
+            f"box_masked_ce_after_warmup ({masked_ce_after_warmup}) weighs the masked cross-entropy beside the "
+            "constraints after the warm-up: it needs box_loss 'prior' and box_warmup_epochs > 0"
         )
     if not isinstance(size_less_margin, bool):
         raise ValueError(f"box_size_less_margin must be true or false, got {size_less_margin!r}")

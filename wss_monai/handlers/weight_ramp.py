@@ -26,8 +26,8 @@ class LossWeightRamp:
     .. math:: w_e = w · \\mathrm{clip}\\left(\\frac{e - \\text{warmup} + 1}{\\text{ramp} + 1}, 0, 1\\right)
 
     i.e. 0 for the first ``warmup`` epochs, then rising linearly to ``w`` over ``ramp`` more
-    epochs (``warmup = ramp = 0``: ``w`` from the start), and 0 again from ``stop`` completed
-    epochs on when ``stop`` is given. Regularised losses such as the CRF losses are often switched
+    epochs (``warmup = ramp = 0``: ``w`` from the start), and ``after_stop`` (0 unless given) from
+    ``stop`` completed epochs on when ``stop`` is given. Regularised losses such as the CRF losses are often switched
     on once partial cross-entropy has found the structures (Tang et al. 2018 start from a network
     trained on the seeds alone); ``stop`` ends a warm-up term that hands over to another one (the
     box recipe's masked cross-entropy before the box constraints).
@@ -40,8 +40,10 @@ class LossWeightRamp:
         weight: final weight ``w`` (>= 0).
         warmup: epochs at weight 0.
         ramp: epochs of linear increase after the warm-up.
-        stop: completed epochs after which the weight is 0 for good (``None``: never); more than
-            ``warmup``.
+        stop: completed epochs after which the weight is ``after_stop`` for good (``None``: never);
+            more than ``warmup``.
+        after_stop: the weight from ``stop`` on (>= 0): 0 hands the term over for good, a small weight
+            keeps it beside the terms that take over.
         summary_writer: optional TensorBoard writer; the weight is logged as ``weights/<term>``.
 
     Example:
@@ -54,6 +56,8 @@ class LossWeightRamp:
         0.0
         >>> [LossWeightRamp(loss, "pce", weight=1.0, stop=2).weight_after(e) for e in range(4)]
         [1.0, 1.0, 0.0, 0.0]
+        >>> [LossWeightRamp(loss, "pce", weight=1.0, stop=2, after_stop=0.1).weight_after(e) for e in range(4)]
+        [1.0, 1.0, 0.1, 0.1]
     """
 
     def __init__(
@@ -65,6 +69,7 @@ class LossWeightRamp:
         ramp: int = 0,
         stop: int | None = None,
         summary_writer=None,
+        after_stop: float = 0.0,
         name: str = "wss_monai.weight_ramp",
     ) -> None:
         weights = getattr(loss, "weights", None)
@@ -77,6 +82,7 @@ class LossWeightRamp:
         self.warmup = _check("warmup", warmup, integer=True)
         self.ramp = _check("ramp", ramp, integer=True)
         self.stop = None if stop is None else _check("stop", stop, integer=True)
+        self.after_stop = _check("after_stop", after_stop)
         if self.stop is not None and self.stop <= self.warmup:
             raise ValueError(f"stop ({stop}) must be more than warmup ({warmup}): the term would never be used")
         self.summary_writer = summary_writer
@@ -87,7 +93,7 @@ class LossWeightRamp:
     def weight_after(self, epochs: int) -> float:
         """The weight after ``epochs`` completed epochs."""
         if self.stop is not None and epochs >= self.stop:
-            return 0.0
+            return self.after_stop
         fraction = (epochs - self.warmup + 1) / (self.ramp + 1)
         return self.weight * min(max(fraction, 0.0), 1.0)
 
@@ -109,6 +115,7 @@ class LossWeightRamp:
             "warmup": self.warmup,
             "ramp": self.ramp,
             "stop": self.stop,
+            "after_stop": self.after_stop,
             "epochs": self.epochs,
         }
 
