@@ -148,7 +148,7 @@ def budget(out: Path, args: argparse.Namespace) -> dict:
         "dataset_dir": Path(args.dataset_dir).resolve(),
         "output_dir": out,
         "seed": args.seed,
-        **({} if getattr(args, "split_seed", None) is None else {"split_seed": args.split_seed}),
+        **({} if args.split_seed is None else {"split_seed": args.split_seed}),
         "num_validation": args.num_validation,
         "num_test": args.num_test,
         "spatial_size": args.spatial_size,

@@ -27,10 +27,10 @@ class LossWeightRamp:
 
     i.e. 0 for the first ``warmup`` epochs, then rising linearly to ``w`` over ``ramp`` more
     epochs (``warmup = ramp = 0``: ``w`` from the start), and ``after_stop`` (0 unless given) from
-    ``stop`` completed epochs on when ``stop`` is given. Regularised losses such as the CRF losses are often switched
-    on once partial cross-entropy has found the structures (Tang et al. 2018 start from a network
-    trained on the seeds alone); ``stop`` ends a warm-up term that hands over to another one (the
-    box recipe's masked cross-entropy before the box constraints).
+    ``stop`` completed epochs on when ``stop`` is given. Regularised losses such as the CRF losses
+    are often switched on once partial cross-entropy has found the structures (Tang et al. 2018
+    start from a network trained on the seeds alone); ``stop`` ends a warm-up term that hands over
+    to another one (the box recipe's masked cross-entropy before the box constraints).
 
     ``state_dict`` / ``load_state_dict`` keep the epoch count, so a resumed run continues the ramp.
 
