@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import torch
 from bundle_helpers import ROOT, run_bundle
+from scipy import ndimage
 
 from wss_monai.bundle import bundle_configs
 from wss_monai.data.phantoms import make_cardiac_phantoms
@@ -67,6 +68,59 @@ def test_inference_writes_each_prediction_in_its_input_space(scribble_run, phant
         np.testing.assert_allclose(pred.affine, image.affine, atol=1e-5)
         values = np.unique(np.asarray(pred.dataobj))
         assert pred.get_data_dtype() == np.uint8 and set(values.tolist()) <= {0, 1, 2, 3}
+
+
+def _largest_components_only(seg: np.ndarray, labels) -> np.ndarray:
+    """``seg`` with every component of each of ``labels`` but its largest (26-connected) set to 0."""
+    out = seg.copy()
+    for label in labels:
+        components, count = ndimage.label(seg == label, structure=np.ones((3, 3, 3)))
+        if count > 1:
+            largest = 1 + np.argmax(np.bincount(components.ravel())[1:])
+            out[(components > 0) & (components != largest)] = 0
+    return out
+
+
+def test_inference_keeps_the_largest_component_of_the_classes_named(scribble_run, phantoms, tmp_path):
+    run, _ = scribble_run
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    source = phantoms / "training/patient001/patient001_frame01.nii.gz"
+    (inputs / source.name).write_bytes(source.read_bytes())
+    plain, kept = tmp_path / "plain", tmp_path / "kept"
+    run_bundle("inferring", INFER, cwd=tmp_path, base={}, run_dir=run, input_dir=inputs, output_dir=plain)
+    run_bundle(
+        "inferring",
+        INFER,
+        cwd=tmp_path,
+        base={},
+        run_dir=run,
+        input_dir=inputs,
+        output_dir=kept,
+        keep_largest_component="[1, 3]",
+    )
+    name = "patient001_frame01_seg.nii.gz"
+    seg_plain = np.asarray(nib.load(plain / name).dataobj)
+    seg_kept = np.asarray(nib.load(kept / name).dataobj)
+    # the 2-epoch network leaves stray islands, so the option has something to remove
+    assert any(ndimage.label(seg_plain == c, structure=np.ones((3, 3, 3)))[1] > 1 for c in (1, 3))
+    np.testing.assert_array_equal(seg_kept, _largest_components_only(seg_plain, (1, 3)))
+    result = run_bundle(
+        "inferring",
+        INFER,
+        cwd=tmp_path,
+        check=False,
+        base={},
+        run_dir=run,
+        input_dir=inputs,
+        output_dir=tmp_path / "bad",
+        keep_largest_component="[0, 4]",
+    )
+    assert result.returncode != 0
+    assert (
+        "keep_largest_component must list distinct foreground classes in 1..3, got [0, 4]"
+        in result.stderr + result.stdout
+    )
 
 
 def test_evaluation_writes_dice_and_hd95_per_case(scribble_run, phantoms, tmp_path):

@@ -139,6 +139,16 @@ def add_budget_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--time_budget_minutes", type=float, default=None, help="each run trains at most this long (fewer epochs)"
     )
+    parser.add_argument(
+        "--keep_largest_component",
+        action="store_true",
+        help="segment with inference.yaml's keep_largest_component [1, 2, 3] (predictions_<split>_largest)",
+    )
+
+
+def prediction_set(args: argparse.Namespace) -> str:
+    """Name of a run's predictions and scores: the split, with ``_largest`` after the largest-component option."""
+    return args.split + ("_largest" if args.keep_largest_component else "")
 
 
 def budget(out: Path, args: argparse.Namespace) -> dict:
@@ -177,9 +187,11 @@ def train_and_segment(out: Path, configs: list, overrides: dict, args: argparse.
         link = inputs / Path(case["image"]).name
         if not link.exists():
             link.symlink_to(case["image"])
-    predictions = out / f"predictions_{args.split}"
+    predictions = out / f"predictions_{prediction_set(args)}"
     if len(list(predictions.glob("*_seg.nii.gz"))) < len(cases):
         infer = {"run_dir": out, "input_dir": inputs, "output_dir": predictions}
+        if args.keep_largest_component:
+            infer["keep_largest_component"] = list(range(1, len(CLASSES)))
         infer["ckpt_path"] = out / "models/model_final.pt"
         infer_config = bundle_configs("acdc", kind="inference")
         run_logged(bundle_command("inferring", infer_config, infer), out / "log.txt", cwd=ROOT)
@@ -259,17 +271,20 @@ def training_energy(out: Path) -> dict:
     return result
 
 
-def volume_scores(out: Path, split: str, extra=None) -> list[dict]:
+def volume_scores(out: Path, split: str, extra=None, predictions: str | None = None) -> list[dict]:
     """Per-case 3D Dice and HD95 (mm, from the label's affine) and trimap accuracy of the split's predictions.
 
-    ``extra(case, pred, label, spacing)``, when given, returns more per-case values for the row.
+    ``extra(case, pred, label, spacing)``, when given, returns more per-case values for the row; the
+    predictions are read from ``<out>/predictions_<predictions>`` (default: the split's).
     """
     rows = []
     for case in json.loads((out / "datalist.json").read_text())[split]:
         label_image = nib.load(case["label"])
         label = np.asarray(label_image.dataobj).astype(np.int64)
         stem = Path(case["image"]).name.split(".")[0]
-        pred = np.asarray(nib.load(out / f"predictions_{split}" / f"{stem}_seg.nii.gz").dataobj).astype(np.int64)
+        pred = np.asarray(nib.load(out / f"predictions_{predictions or split}" / f"{stem}_seg.nii.gz").dataobj).astype(
+            np.int64
+        )
         spacing = spacing_from_affine(label_image.affine)
         row = volume_metrics(pred, label, CLASSES, spacing)
         row.update(trimap_metrics(pred, label, CLASSES, widths=(4, 16)))
@@ -299,10 +314,10 @@ def far_false_positives(case: dict, pred: np.ndarray, label: np.ndarray, spacing
 
 def score(out: Path, args: argparse.Namespace) -> dict:
     """Mean per-class Dice, HD95, trimap accuracy, far false-positive share and training energy over the split."""
-    rows = volume_scores(out, args.split, far_false_positives)
+    rows = volume_scores(out, args.split, far_false_positives, prediction_set(args))
     summary = summarise(rows, out)
     summary.update(training_energy(out))
-    (out / f"scores_{args.split}.json").write_text(json.dumps({"summary": summary, "cases": rows}, indent=2))
+    (out / f"scores_{prediction_set(args)}.json").write_text(json.dumps({"summary": summary, "cases": rows}, indent=2))
     return summary
 
 
@@ -343,8 +358,8 @@ def main(argv: list[str] | None = None) -> str:
     table = format_table(rows)
     out = Path(args.output_dir)
     suffix = "" if args.length_fraction == 1.0 else f"_len{args.length_fraction:g}"
-    (out / f"results_{args.split}{suffix}.md").write_text(table + "\n")
-    (out / f"results_{args.split}{suffix}.json").write_text(json.dumps(rows, indent=2))
+    (out / f"results_{prediction_set(args)}{suffix}.md").write_text(table + "\n")
+    (out / f"results_{prediction_set(args)}{suffix}.json").write_text(json.dumps(rows, indent=2))
     print(table)
     return table
 

@@ -36,6 +36,7 @@ from acdc_scribbles import (  # noqa: E402
     CLASSES,
     add_budget_arguments,
     budget,
+    prediction_set,
     summarise,
     train_and_segment,
     volume_scores,
@@ -197,13 +198,13 @@ def main(argv: list[str] | None = None) -> str:
     rows = {}
     for name in args.methods:
         out = run_method(name, classifier_run, args)
-        rows[name] = summarise(volume_scores(out, args.split), out)
-        (out / f"scores_{args.split}.json").write_text(json.dumps(rows[name], indent=2))
+        rows[name] = summarise(volume_scores(out, args.split, predictions=prediction_set(args)), out)
+        (out / f"scores_{prediction_set(args)}.json").write_text(json.dumps(rows[name], indent=2))
         logger.info("%s: mean Dice %.3f on %d %s cases", name, rows[name]["mean_dice"], rows[name]["cases"], args.split)
     table = format_table(rows, cues)
     out_dir = Path(args.output_dir)
-    (out_dir / f"results_{args.split}.md").write_text(table + "\n")
-    (out_dir / f"results_{args.split}.json").write_text(json.dumps({"methods": rows, "cues": cues}, indent=2))
+    (out_dir / f"results_{prediction_set(args)}.md").write_text(table + "\n")
+    (out_dir / f"results_{prediction_set(args)}.json").write_text(json.dumps({"methods": rows, "cues": cues}, indent=2))
     print(table)
     return table
 

@@ -3,7 +3,7 @@
 from wss_monai.bundle.box_recipe import BOX_LOSSES, BOX_SOURCES, BoxRecipe, box_recipe
 from wss_monai.bundle.config_files import ENGINE_FRAGMENTS, KINDS, bundle_configs
 from wss_monai.bundle.overrides import check_overrides
-from wss_monai.bundle.recipes import CONSTRAINT_DIMS, SIZE_BOUNDS, SizeRecipe, choose, size_recipe
+from wss_monai.bundle.recipes import CONSTRAINT_DIMS, SIZE_BOUNDS, SizeRecipe, choose, foreground_labels, size_recipe
 from wss_monai.bundle.record import (
     BEST_CHECKPOINT,
     FINAL_CHECKPOINT,
@@ -34,6 +34,7 @@ __all__ = [
     "check_overrides",
     "choose",
     "find_running_parser",
+    "foreground_labels",
     "record_run_config",
     "size_recipe",
     "write_json_atomic",

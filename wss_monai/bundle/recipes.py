@@ -22,7 +22,7 @@ from typing import Any
 
 from wss_monai.losses.constraints import CONSTRAINT_MODES, LAGRANGIAN_MODES
 
-__all__ = ["CONSTRAINT_DIMS", "SIZE_BOUNDS", "SizeRecipe", "choose", "size_recipe"]
+__all__ = ["CONSTRAINT_DIMS", "SIZE_BOUNDS", "SizeRecipe", "choose", "foreground_labels", "size_recipe"]
 
 SIZE_BOUNDS = ("individual", "common", "centroid", "tags")
 """Kinds of size bounds: the true size ± margin, one reference patient's range, individual + a centroid box,
@@ -46,6 +46,32 @@ def choose(name: str, value: Any, allowed: Sequence) -> Any:
     if isinstance(value, bool) or value not in allowed:
         raise ValueError(f"{name} must be one of {allowed}, got {value!r}")
     return value
+
+
+def foreground_labels(name: str, value: Any, num_classes: int) -> tuple[int, ...]:
+    """``value`` as a tuple of distinct class indices in ``1 .. num_classes - 1``, else a ValueError naming ``name``.
+
+    ``value`` is a sequence of integers (a string that spells one, from a command line, is taken as it);
+    an empty sequence or None gives ``()``.
+
+    Example:
+        >>> foreground_labels("keep_largest_component", [1, "3"], 4)
+        (1, 3)
+        >>> foreground_labels("keep_largest_component", [0, 1], 4)
+        Traceback (most recent call last):
+            ...
+        ValueError: keep_largest_component must list distinct foreground classes in 1..3, got [0, 1]
+    """
+    items = [] if value is None else [value] if isinstance(value, (int, str)) else list(value)
+    labels = []
+    for item in items:
+        if isinstance(item, str) and item.strip().isdigit():
+            item = int(item)
+        labels.append(item)
+    valid = all(isinstance(v, int) and not isinstance(v, bool) and 1 <= v < num_classes for v in labels)
+    if not valid or len(set(labels)) != len(labels):
+        raise ValueError(f"{name} must list distinct foreground classes in 1..{num_classes - 1}, got {value!r}")
+    return tuple(labels)
 
 
 @dataclass(frozen=True)
