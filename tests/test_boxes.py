@@ -363,6 +363,37 @@ def test_a_lower_size_bound_per_class_by_hand():
         BoxConstraintLoss(epsilon=[0.2, 0.6], upper=0.5)
 
 
+def test_log_form_of_the_lower_size_bound_by_hand_and_its_gradient_where_the_class_left_its_box():
+    ids = torch.zeros(1, 2, 4, 4)
+    ids[0, 0, 0:2, 0:2] = 1  # class 1: a 4-voxel box
+    ids[0, 1, 2:4, 2:4] = 1  # class 2: another
+    logits = torch.zeros(1, 3, 4, 4, dtype=torch.float64)  # S = 1/3: each box holds 4/3
+    log_form = BoxConstraintLoss(terms=["size"], epsilon=[0.5, 0.0], log_size=True, mode="penalty")
+    z = log_form.constraint_values(logits, {"box_ids": ids})["size"][0]
+    # class 1: b = 2, 2 (log 2 - log 4/3); class 2: ε = 0, the bound -Σ S; the upper bounds as in the plain form
+    expected = [2 * (math.log(2) - math.log(4 / 3)), -4 / 3, 4 / 3 - 4, 4 / 3 - 4]
+    torch.testing.assert_close(z, torch.tensor(expected, dtype=torch.float64))
+    # gradient check of the log-sum-exp over each box's voxels
+    logits = torch.randn(1, 3, 4, 4, dtype=torch.float64, requires_grad=True)
+    cost = BoxConstraintLoss(terms=["size"], epsilon=0.9, log_size=True, mode="penalty")
+    assert torch.autograd.gradcheck(lambda x: cost(x, {"box_ids": ids}), (logits,))
+    # the class has left its boxes (softmax e^-30 there): the plain form's gradient vanishes, the log form's
+    # is t ε (1 - S) at the box's voxels; at softmax 0 (logit gap 200, float32) the log form stays finite
+    for gap, plain_gradient in ((30.0, 1e-10), (200.0, 0.0)):
+        gone = torch.zeros(1, 3, 4, 4)
+        gone[:, 0] = gap
+        gone.requires_grad_(True)
+        for log_size in (False, True):
+            loss = BoxConstraintLoss(terms=["size"], epsilon=0.5, log_size=log_size, mode="log_barrier", t=5.0)
+            (gradient,) = torch.autograd.grad(loss(gone, {"box_ids": ids}), gone)
+            assert torch.isfinite(gradient).all()
+            inside = gradient[0, 1, 0:2, 0:2]
+            if log_size:
+                torch.testing.assert_close(inside, torch.full((2, 2), -5.0 * 0.5), rtol=1e-5, atol=1e-6)
+            else:
+                assert inside.abs().max() <= plain_gradient
+
+
 def test_size_bound_less_the_margin_by_hand():
     ids = torch.zeros(2, 1, 8, 8)
     ids[0, 0, 0:6, 0:4] = 1  # image 0: a 6 x 4 box drawn with margin (1, 1): tight box 4 x 2 = 8 voxels

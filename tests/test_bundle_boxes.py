@@ -2,6 +2,7 @@
 one short run per bundle (two epochs, phantoms at 32 x 32) followed by inference writing files."""
 
 import json
+import math
 import re
 
 import nibabel as nib
@@ -196,6 +197,24 @@ def test_masked_ce_kept_beside_the_constraints_after_the_warm_up(tmp_path):
     with pytest.raises(Exception) as info:
         parser.get_parsed_content("box_recipe")
     assert "box_masked_ce_after_warmup must be a finite number >= 0, got nan" in error_chain(info.value)
+
+
+def test_log_form_of_the_size_bound_reaches_the_loss(tmp_path):
+    root = make_cardiac_phantoms(tmp_path / "acdc", num_patients=3, seed=0, shape=(32, 32), num_slices=(3, 4))
+    common = {"dataset_dir": str(root), "output_dir": str(tmp_path / "out"), "num_validation": 1, "spatial_size": 32}
+    configs = bundle_configs("acdc", BOXES)
+    values = {}
+    for log_size in (False, True):
+        parser = config_parser(configs, box_size_log=log_size, **common)
+        batch = next(iter(parser.get_parsed_content("train#dataloader")))
+        term = parser.get_parsed_content("train#loss").terms["boxes"]
+        assert term.log_size is log_size
+        logits = torch.zeros(batch["box_ids"].shape[0], 4, *batch["box_ids"].shape[2:])  # S = 1/4
+        values[log_size] = term.constraint_values(logits, batch)["size"][0]
+    half = values[False].numel() // 2
+    # box of n voxels: plain 0.5 n - n / 4 = n / 4; log form 0.5 n (log 0.5 n - log n / 4) = 0.5 n log 2
+    torch.testing.assert_close(values[True][:half], values[False][:half] * 2 * math.log(2))
+    torch.testing.assert_close(values[True][half:], values[False][half:])
 
 
 @pytest.mark.parametrize("whole_volumes", [False, True], ids=["2d", "3d"])

@@ -116,6 +116,12 @@ METHODS = {  # configs, overrides
         [BOXES],
         {"box_margin": 0, "box_warmup_epochs": 5, "box_epsilon": [0.5, 0.25, 0.7], "box_masked_ce_after_warmup": 1.0},
     ),
+    # the lower size bound in log form instead of the kept masked CE: its gradient does not vanish where a class
+    # has left its box, and it brings no box-shaped target (the masked CE labels the ring's box corners MYO)
+    "box prior after masked CE, ε LV 0.7, log size bound": (
+        [BOXES],
+        {"box_margin": 0, "box_warmup_epochs": 5, "box_epsilon": [0.5, 0.5, 0.7], "box_size_log": True},
+    ),
     # a local pairwise term instead (the gated CRF of the scribble recipes, an 11 x 11 window): the dense kernel
     # spans 0.4 of the field of view and pulls the RV towards the LV's blood pool, a window only the next edges
     "box prior after masked CE, ε LV 0.7, masked CE kept, w 1 + gated CRF": (

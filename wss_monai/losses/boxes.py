@@ -13,7 +13,12 @@ With ``S_k`` the softmax of class k and the boxes of class k read from the batch
   no box of class k pushes the whole class to 0 there);
 - **box size**: ``ε|Ω_I| - Σ_{p∈I} S_k(p) ≤ 0`` and ``Σ_{p∈I} S_k(p) - u|Ω_I| ≤ 0`` per box ``I``
   (``u = 1`` by default, the definition of the paper; the authors' code bounds the prostate by
-  ``[0.5, 0.9] |Ω_I|``).
+  ``[0.5, 0.9] |Ω_I|``). With ``log_size`` the lower bound is taken in log form,
+  ``z = ε|Ω_I| (log ε|Ω_I| - log Σ_{p∈I} S_k(p))``: the same value and gradient to first order at
+  the bound, but where class k has all but vanished from its box (``S_k ≈ 0`` there) the gradient of
+  the plain form, scaled by ``S_k (1 - S_k)`` at every voxel, vanishes with it, while the log form's
+  is scaled by ``S_k (1 - S_k) / Σ S_k`` and stays of order ``ε (1 - S_k)`` per voxel (``log Σ S_k``
+  is a log-sum-exp of the log-softmax, finite even where the softmax underflows).
 
 Each is handled as the project's other inequality constraints (:mod:`wss_monai.losses.constraints`):
 the log-barrier extension ``ψ_t(z)`` (default; ``t`` raised by
@@ -61,6 +66,8 @@ class BoxConstraintLoss(WeakLoss):
             for a box of extent ``e``: a structure fills ``ε`` of its tight box, not of a loose one (on
             ACDC a 10-voxel margin doubles the boxes of the small structures). The upper bound keeps
             ``|Ω_I|``.
+        log_size: the lower size bound in log form (above): its gradient does not vanish with the
+            class's softmax in the box.
         mode: one of :data:`BOX_MODES`.
         t: initial log-barrier ``t``.
         classes: output channels matching the map's channels; ``None``: 1..C-1.
@@ -91,6 +98,7 @@ class BoxConstraintLoss(WeakLoss):
         epsilon: float | Sequence[float] = 0.5,
         upper: float = 1.0,
         margin_key: str | None = None,
+        log_size: bool = False,
         mode: str = "log_barrier",
         t: float = 5.0,
         classes: Sequence[int] | None = None,
@@ -116,6 +124,7 @@ class BoxConstraintLoss(WeakLoss):
         self.epsilon = epsilons if isinstance(epsilon, (list, tuple)) else epsilons[0]
         self.upper = float(upper)
         self.margin_key = margin_key
+        self.log_size = bool(log_size)
         self.mode, self.t = mode, float(t)
         self.classes = None if classes is None else [int(c) for c in classes]
 
@@ -152,10 +161,28 @@ class BoxConstraintLoss(WeakLoss):
                 inside = voxels.new_zeros(table.count.shape).index_add(0, table.voxel_box, voxels)
                 count = table.count.to(inside.dtype)
                 lower = count * self._inner_share(batch, table, box_image, num_images).to(count.dtype)
-                z = torch.cat([self._box_epsilon(table.row, len(classes), inside) * lower - inside,
-                               inside - self.upper * count])  # fmt: skip
+                bound = self._box_epsilon(table.row, len(classes), inside) * lower
+                if self.log_size:
+                    log_probs = torch.log_softmax(logits.float() if logits.dtype != torch.float64 else logits, 1)
+                    log_rows = log_probs[:, classes].reshape(rows.shape[0], -1)
+                    below = self._log_lower_bound(log_rows[table.voxel_row, table.voxel_index], table, bound)
+                else:
+                    below = bound - inside
+                z = torch.cat([below, inside - self.upper * count])
                 values["size"] = (z, box_image.repeat(2))
         return values
+
+    @staticmethod
+    def _log_lower_bound(log_voxels: torch.Tensor, table, bound: torch.Tensor | float) -> torch.Tensor:
+        """``b (log b - log Σ_{p∈I} S)`` per box from the log-softmax of its voxels; ``-Σ S`` where ``b = 0``."""
+        box = table.voxel_box
+        peak = torch.full(table.count.shape, -torch.inf, dtype=log_voxels.dtype, device=log_voxels.device)
+        peak = peak.scatter_reduce(0, box, log_voxels.detach(), "amax").clamp_min(-1e4)  # a shift, no gradient
+        shifted = torch.zeros_like(peak).index_add(0, box, torch.exp(log_voxels - peak[box]))
+        log_inside = peak + torch.log(shifted)
+        bound = torch.as_tensor(bound, dtype=log_inside.dtype, device=log_inside.device).expand_as(log_inside)
+        safe = bound.clamp_min(torch.finfo(log_inside.dtype).tiny)
+        return torch.where(bound > 0, bound * (torch.log(safe) - log_inside), -torch.exp(log_inside))
 
     def _inner_share(self, batch: Mapping, table, box_image: torch.Tensor, num_images: int) -> torch.Tensor:
         """Share ``(N_boxes,)`` of each box left when its margin is taken off every side (1 without ``margin_key``)."""
