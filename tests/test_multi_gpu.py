@@ -7,12 +7,14 @@ batch ``2b``. Dice-CE is a mean over items of equal size and DDP averages the ra
 both runs take the same steps up to floating-point rounding. The phantoms have an even number of
 training slices (two frames of the same depth per patient), so no rank is padded.
 
-The comparison runs one epoch (5 steps) with plain SGD at learning rate 0.01: the weights then agree to
-~4e-6. With larger steps, more steps, or AdamW, the two runs drift apart beyond rounding on this 32 x 32
-network (its 2 x 2 bottleneck under instance normalisation amplifies the different summation order of the
-gradients; AdamW moves a weight whose gradient is at rounding level by about ±lr whatever its sign): 1.4e-3
-after 5 SGD steps at learning rate 0.05, 9e-4 after 5 AdamW steps (learning rate 5e-4), with the same loss
-to 3 digits.
+The comparison runs one epoch (5 steps) with plain SGD at learning rate 0.01, and a third run of 1 process
+at learning rate 0 gives the initial weights: the 2-rank and 1-process weights then agree to 4e-6-5.4e-5,
+depending on the machine's load and thread count, under 0.2 % of the largest change the epoch made (0.03).
+With larger steps, more steps, or AdamW, the two runs drift apart beyond rounding on this 32 x 32 network
+(its 2 x 2 bottleneck under instance normalisation amplifies the different summation order of the
+gradients; AdamW moves a weight whose gradient is at rounding level by about ±lr whatever its sign):
+1.4e-3 after 5 SGD steps at learning rate 0.05, 9e-4 after 5 AdamW steps (learning rate 5e-4), with the
+same loss to 3 digits.
 """
 
 import json
@@ -35,8 +37,10 @@ LAGRANGIAN = {"size_bounds": "individual", "constraint_handling": "lagrangian"}
 BATCH = 4
 BASE = {**SMALL, "train#flips": "[]"}  # no random flips: both runs see the same pixels
 COMPARED = {"max_epochs": 1, "train#optimizer#_target_": "torch.optim.SGD", "learning_rate": 0.01}
-WEIGHT_TOLERANCE = 1e-5
-"""Largest absolute difference allowed between the weights of the 2-rank and the 1-process runs (one SGD epoch)."""
+RELATIVE_TOLERANCE = 0.02
+"""Largest difference allowed between the weights of the 2-rank and the 1-process runs (one SGD epoch), as a share
+of the largest change that epoch made to a weight: a run whose ranks did not average their gradients, or saw the
+same items, differs by about that change itself."""
 
 # every rank saves the state of its dual ascent and constraint monitor after training
 RANK_STATE = """
@@ -48,14 +52,19 @@ RANK_STATE = """
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
-    """Three torchrun runs at once: 2 ranks x batch 4, 1 process x batch 8 (one epoch each), and 2 ranks of
-    the Lagrangian recipe (two epochs)."""
+    """Four torchrun runs at once: 2 ranks x batch 4, 1 process x batch 8, the same at learning rate 0 (the
+    initial weights; one epoch each), and 2 ranks of the Lagrangian recipe (two epochs)."""
     out = tmp_path_factory.mktemp("multi_gpu")
     data = make_cardiac_phantoms(out / "data", num_patients=6, seed=3, shape=(48, 48), num_slices=(4, 6))
     (out / "rank_state.yaml").write_text(RANK_STATE)
     plans = {
         "two": (2, bundle_configs("acdc", kind="multi_gpu_train"), {**COMPARED, "batch_size": BATCH}),
         "one": (1, bundle_configs("acdc", kind="multi_gpu_train"), {**COMPARED, "batch_size": 2 * BATCH}),
+        "start": (
+            1,
+            bundle_configs("acdc", kind="multi_gpu_train"),
+            {**COMPARED, "batch_size": 2 * BATCH, "learning_rate": 0.0},
+        ),
         "lagrangian": (
             2,
             bundle_configs("acdc", SIZE, out / "rank_state.yaml", kind="multi_gpu_train"),
@@ -86,8 +95,12 @@ def test_two_ranks_take_the_steps_of_one_process_with_twice_the_batch(runs):
     one = torch.load(runs / "one/models/model_final.pt", weights_only=False)
     assert two["trainer"]["epoch_length"] == one["trainer"]["epoch_length"]  # the same number of steps
     assert set(two["model"]) == set(one["model"]) and not any(k.startswith("module.") for k in two["model"])
+    start = torch.load(runs / "start/models/model_final.pt", weights_only=False)["model"]
     differences = {k: float((two["model"][k] - one["model"][k]).abs().max()) for k in one["model"]}
-    assert max(differences.values()) < WEIGHT_TOLERANCE, sorted(differences.items(), key=lambda kv: -kv[1])[:3]
+    change = max(float((one["model"][k] - start[k]).abs().max()) for k in one["model"])
+    assert change > 1e-3  # the epoch moved the weights
+    largest = sorted(differences.items(), key=lambda kv: -kv[1])[:3]
+    assert max(differences.values()) < RELATIVE_TOLERANCE * change, (change, largest)
 
 
 @pytest.mark.slow
