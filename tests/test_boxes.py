@@ -394,6 +394,49 @@ def test_log_form_of_the_lower_size_bound_by_hand_and_its_gradient_where_the_cla
                 assert inside.abs().max() <= plain_gradient
 
 
+def test_size_bound_of_a_box_that_encloses_another_class_by_hand():
+    ids = torch.zeros(1, 2, 4, 4)
+    ids[0, 0, 0:2, 0:2] = 1  # class 1 (a ring): a 4-voxel box
+    ids[0, 1, 0:1, 0:1] = 1  # class 2, inside it: a 1-voxel box
+    logits = torch.zeros(1, 3, 4, 4, dtype=torch.float64)  # S = 1/3
+    union = BoxConstraintLoss(terms=["size"], epsilon=0.9, size_classes=[[1, 2], [2]], mode="penalty")
+    z = union.constraint_values(logits, {"box_ids": ids})["size"][0]
+    # class 1's box holds S_1 + S_2 = 2/3 per voxel, 8/3 in all; class 2's box S_2 alone, 1/3
+    expected = [3.6 - 8 / 3, 0.9 - 1 / 3, 8 / 3 - 4, 1 / 3 - 1]
+    torch.testing.assert_close(z, torch.tensor(expected, dtype=torch.float64))
+    alone = BoxConstraintLoss(terms=["size"], epsilon=0.9, mode="penalty").constraint_values(logits, {"box_ids": ids})
+    torch.testing.assert_close(
+        alone["size"][0], torch.tensor([3.6 - 4 / 3, 0.9 - 1 / 3, 4 / 3 - 4, 1 / 3 - 1]).double()
+    )
+    assert union(logits, {"box_ids": ids}).item() == pytest.approx((3.6 - 8 / 3) ** 2 + (0.9 - 1 / 3) ** 2)
+    # the log form: b (log b - log Σ (S_1 + S_2))
+    log_union = BoxConstraintLoss(
+        terms=["size"], epsilon=0.9, size_classes=[[1, 2], [2]], log_size=True, mode="penalty"
+    )
+    z = log_union.constraint_values(logits, {"box_ids": ids})["size"][0]
+    torch.testing.assert_close(z[:2], torch.tensor([3.6 * math.log(3.6 / (8 / 3)), 0.9 * math.log(2.7)]).double())
+    # gradients of both forms, float64
+    logits = torch.randn(1, 3, 4, 4, dtype=torch.float64, requires_grad=True)
+    for loss in (union, log_union):
+        assert torch.autograd.gradcheck(lambda x, loss=loss: loss(x, {"box_ids": ids}), (logits,))
+    # tightness and emptiness keep the class alone
+    others = dict(terms=["tightness", "emptiness"], width=1, mode="penalty")
+    with_union = BoxConstraintLoss(size_classes=[[1, 2], [2]], **others)(logits, {"box_ids": ids})
+    torch.testing.assert_close(with_union, BoxConstraintLoss(**others)(logits, {"box_ids": ids}))
+    with pytest.raises(ValueError, match=r"size_classes of class 1 must hold 1 itself and channels below 3, got \[2\]"):
+        BoxConstraintLoss(terms=["size"], size_classes=[[2], [2]])(logits, {"box_ids": ids})
+    with pytest.raises(
+        ValueError, match=r"size_classes of class 2 must hold 2 itself and channels below 3, got \[2, 3\]"
+    ):
+        BoxConstraintLoss(terms=["size"], size_classes=[[1], [2, 3]])(logits, {"box_ids": ids})
+    with pytest.raises(ValueError, match=r"size_classes gives 1 lists \[\[1\]\] for 2 constrained classes \[1, 2\]"):
+        BoxConstraintLoss(terms=["size"], size_classes=[[1]])(logits, {"box_ids": ids})
+    with pytest.raises(ValueError, match=r"size_classes must give, per constrained class, a non-empty list"):
+        BoxConstraintLoss(size_classes=[[1], []])
+    with pytest.raises(ValueError, match=r"size_classes must give.*got \[1, 2\]"):
+        BoxConstraintLoss(size_classes=[1, 2])
+
+
 def test_size_bound_less_the_margin_by_hand():
     ids = torch.zeros(2, 1, 8, 8)
     ids[0, 0, 0:6, 0:4] = 1  # image 0: a 6 x 4 box drawn with margin (1, 1): tight box 4 x 2 = 8 voxels

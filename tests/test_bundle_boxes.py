@@ -23,7 +23,9 @@ from wss_monai.data import (
     make_promise12_datalist,
     make_promise12_phantoms,
 )
+from wss_monai.losses import BoxConstraintLoss
 from wss_monai.transforms import tight_boxes
+from wss_monai.transforms.box_segments import boxes_from_ids
 
 BOXES = ROOT / "configs/supervision/boxes.yaml"
 SIZE = ROOT / "configs/supervision/size.yaml"
@@ -215,6 +217,28 @@ def test_log_form_of_the_size_bound_reaches_the_loss(tmp_path):
     # box of n voxels: plain 0.5 n - n / 4 = n / 4; log form 0.5 n (log 0.5 n - log n / 4) = 0.5 n log 2
     torch.testing.assert_close(values[True][:half], values[False][:half] * 2 * math.log(2))
     torch.testing.assert_close(values[True][half:], values[False][half:])
+
+
+def test_size_bound_over_enclosed_classes_reaches_the_loss(tmp_path):
+    root = make_cardiac_phantoms(tmp_path / "acdc", num_patients=3, seed=0, shape=(32, 32), num_slices=(3, 4))
+    common = {"dataset_dir": str(root), "output_dir": str(tmp_path / "out"), "num_validation": 1, "spatial_size": 32}
+    parser = config_parser(bundle_configs("acdc", BOXES), box_size_classes=[[1], [2, 3], [3]], **common)
+    batch = next(iter(parser.get_parsed_content("train#dataloader")))
+    term = parser.get_parsed_content("train#loss").terms["boxes"]
+    assert term.size_classes == [[1], [2, 3], [3]]
+    logits = torch.zeros(batch["box_ids"].shape[0], 4, *batch["box_ids"].shape[2:])  # S = 1/4
+    z = term.constraint_values(logits, batch)["size"][0]
+    alone = BoxConstraintLoss(terms=["size"]).constraint_values(logits, batch)["size"][0]
+    table = boxes_from_ids(batch["box_ids"])
+    myo_box = (table.row % 3 == 1).repeat(2)  # the lower and upper bounds of the MYO's boxes
+    assert myo_box.any() and (~myo_box).any()
+    # a MYO box of n voxels: lower 0.5 n - 2 n / 4 = 0 (n / 4 alone), upper 2 n / 4 - n (3 n / 4 alone)
+    count = table.count.to(z.dtype).repeat(2)
+    half = z.numel() // 2
+    expected = alone.clone()
+    expected[:half] = torch.where(myo_box[:half], 0.5 * count[:half] - count[:half] / 2, alone[:half])
+    expected[half:] = torch.where(myo_box[half:], count[half:] / 2 - count[half:], alone[half:])
+    torch.testing.assert_close(z, expected)
 
 
 @pytest.mark.parametrize("whole_volumes", [False, True], ids=["2d", "3d"])

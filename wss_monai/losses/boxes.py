@@ -18,7 +18,10 @@ With ``S_k`` the softmax of class k and the boxes of class k read from the batch
   the bound, but where class k has all but vanished from its box (``S_k ≈ 0`` there) the gradient of
   the plain form, scaled by ``S_k (1 - S_k)`` at every voxel, vanishes with it, while the log form's
   is scaled by ``S_k (1 - S_k) / Σ S_k`` and stays of order ``ε (1 - S_k)`` per voxel (``log Σ S_k``
-  is a log-sum-exp of the log-softmax, finite even where the softmax underflows).
+  is a log-sum-exp of the log-softmax, finite even where the softmax underflows). With ``size_classes``
+  a box of class k bounds the summed probability of several classes, ``Σ_{p∈I} Σ_{j∈U_k} S_j(p)``:
+  the box of a ring holds the structure it encloses too (the myocardium's box is the epicardium's, a
+  disc that holds the left ventricle's cavity; a tumour's box holds its core).
 
 Each is handled as the project's other inequality constraints (:mod:`wss_monai.losses.constraints`):
 the log-barrier extension ``ψ_t(z)`` (default; ``t`` raised by
@@ -68,6 +71,9 @@ class BoxConstraintLoss(WeakLoss):
             ``|Ω_I|``.
         log_size: the lower size bound in log form (above): its gradient does not vanish with the
             class's softmax in the box.
+        size_classes: per constrained class, the output channels whose probabilities its boxes' size
+            bounds count (each list holds the class itself), e.g. ``[[1], [2, 3], [3]]`` for a class 2
+            that encloses class 3; ``None``: each class alone. Tightness and emptiness keep the class alone.
         mode: one of :data:`BOX_MODES`.
         t: initial log-barrier ``t``.
         classes: output channels matching the map's channels; ``None``: 1..C-1.
@@ -99,6 +105,7 @@ class BoxConstraintLoss(WeakLoss):
         upper: float = 1.0,
         margin_key: str | None = None,
         log_size: bool = False,
+        size_classes: Sequence[Sequence[int]] | None = None,
         mode: str = "log_barrier",
         t: float = 5.0,
         classes: Sequence[int] | None = None,
@@ -125,6 +132,7 @@ class BoxConstraintLoss(WeakLoss):
         self.upper = float(upper)
         self.margin_key = margin_key
         self.log_size = bool(log_size)
+        self.size_classes = None if size_classes is None else self._checked_size_classes(size_classes)
         self.mode, self.t = mode, float(t)
         self.classes = None if classes is None else [int(c) for c in classes]
 
@@ -142,7 +150,8 @@ class BoxConstraintLoss(WeakLoss):
         expected = (num_images, len(classes), *logits.shape[2:])
         if tuple(ids.shape) != expected:
             raise ValueError(f"{self.key!r} must have shape {expected} (B, C', *spatial), got {tuple(ids.shape)}")
-        probs = torch.softmax(logits.float() if logits.dtype != torch.float64 else logits, dim=1)[:, classes]
+        all_probs = torch.softmax(logits.float() if logits.dtype != torch.float64 else logits, dim=1)
+        probs = all_probs[:, classes]
         rows = probs.reshape(num_images * len(classes), *logits.shape[2:])
         values = {}
         if "emptiness" in self.terms:
@@ -157,20 +166,72 @@ class BoxConstraintLoss(WeakLoss):
                 sums = sub_box_sums(rows, table.row[seg.box], seg.lo, seg.hi)
                 values["tightness"] = (seg.target.to(sums.dtype) - sums, box_image[seg.box])
             if "size" in self.terms:
-                voxels = rows.reshape(rows.shape[0], -1)[table.voxel_row, table.voxel_index]
+                members = self._size_members(classes, num_classes, logits.device)
+                size_rows = rows if members is None else self._member_sum(all_probs, members)
+                voxels = size_rows.reshape(rows.shape[0], -1)[table.voxel_row, table.voxel_index]
                 inside = voxels.new_zeros(table.count.shape).index_add(0, table.voxel_box, voxels)
                 count = table.count.to(inside.dtype)
                 lower = count * self._inner_share(batch, table, box_image, num_images).to(count.dtype)
                 bound = self._box_epsilon(table.row, len(classes), inside) * lower
                 if self.log_size:
                     log_probs = torch.log_softmax(logits.float() if logits.dtype != torch.float64 else logits, 1)
-                    log_rows = log_probs[:, classes].reshape(rows.shape[0], -1)
+                    if members is None:
+                        log_rows = log_probs[:, classes].reshape(rows.shape[0], -1)
+                    else:
+                        log_rows = self._member_log_sum(log_probs, members).reshape(rows.shape[0], -1)
                     below = self._log_lower_bound(log_rows[table.voxel_row, table.voxel_index], table, bound)
                 else:
                     below = bound - inside
                 z = torch.cat([below, inside - self.upper * count])
                 values["size"] = (z, box_image.repeat(2))
         return values
+
+    @staticmethod
+    def _checked_size_classes(size_classes: Sequence[Sequence[int]]) -> list[list[int]]:
+        """``size_classes`` as lists of ints, each non-empty, of distinct channels >= 0."""
+        lists = [list(group) if isinstance(group, (list, tuple)) else None for group in size_classes]
+        valid = bool(lists) and all(
+            group
+            and all(isinstance(c, int) and not isinstance(c, bool) and c >= 0 for c in group)
+            and len(set(group)) == len(group)
+            for group in lists
+        )
+        if not valid:
+            raise ValueError(
+                "size_classes must give, per constrained class, a non-empty list of distinct output channels "
+                f"(e.g. [[1], [2, 3], [3]]), got {size_classes!r}"
+            )
+        return lists
+
+    def _size_members(self, classes: list[int], num_classes: int, device) -> torch.Tensor | None:
+        """``(C', C)`` 0/1 matrix of the channels each constrained class's size bounds count, or ``None``."""
+        if self.size_classes is None:
+            return None
+        if len(self.size_classes) != len(classes):
+            raise ValueError(
+                f"size_classes gives {len(self.size_classes)} lists {self.size_classes} for {len(classes)} "
+                f"constrained classes {classes}"
+            )
+        members = torch.zeros(len(classes), num_classes, device=device)
+        for i, (c, group) in enumerate(zip(classes, self.size_classes)):
+            if c not in group or any(j >= num_classes for j in group):
+                raise ValueError(
+                    f"size_classes of class {c} must hold {c} itself and channels below {num_classes}, got {group}"
+                )
+            members[i, group] = 1.0
+        return members
+
+    @staticmethod
+    def _member_sum(probs: torch.Tensor, members: torch.Tensor) -> torch.Tensor:
+        """``(B·C', *spatial)``: per constrained class, the summed softmax of its member channels."""
+        summed = torch.einsum("bj...,ij->bi...", probs, members.to(probs.dtype))
+        return summed.reshape(-1, *probs.shape[2:])
+
+    @staticmethod
+    def _member_log_sum(log_probs: torch.Tensor, members: torch.Tensor) -> torch.Tensor:
+        """``(B, C', *spatial)``: ``log Σ_{j∈U} S_j`` per constrained class, a log-sum-exp of the log-softmax."""
+        mask = torch.log(members.to(log_probs.dtype)).reshape(1, *members.shape, *([1] * (log_probs.ndim - 2)))
+        return torch.logsumexp(log_probs.unsqueeze(1) + mask, dim=2)
 
     @staticmethod
     def _log_lower_bound(log_voxels: torch.Tensor, table, bound: torch.Tensor | float) -> torch.Tensor:
