@@ -38,6 +38,10 @@ from wss_monai.bundle import bundle_configs  # noqa: E402
 
 BOXES = "configs/supervision/boxes.yaml"
 WHOLE = "configs/profiles/whole_volumes_3d.yaml"
+# the box prior after 5 epochs of masked CE with the LV's lower size bound at 0.7 of its box (a disc fills pi/4)
+LV_07 = {"box_margin": 0, "box_warmup_epochs": 5, "box_epsilon": [0.5, 0.5, 0.7]}
+# the same with the myocardium's box bounding MYO + LV (the epicardium's disc) at 0.7 too
+MYO_HOLDS_LV = {**LV_07, "box_epsilon": [0.5, 0.7, 0.7], "box_size_classes": [[1], [2, 3], [3]]}
 METHODS = {  # configs, overrides
     "box prior": ([BOXES], {"box_margin": 0}),
     # margins count voxels of the image as read (box_margin_space: file; ACDC 1.5 mm, 10 voxels = 2-8 voxels
@@ -81,24 +85,24 @@ METHODS = {  # configs, overrides
     # LV recall 0.69 at 0.76 of the box): 0.7 for the LV, and from the same shapes 0.3 for the RV (a crescent)
     "box prior after masked CE, ε LV 0.7": (
         [BOXES],
-        {"box_margin": 0, "box_warmup_epochs": 5, "box_epsilon": [0.5, 0.5, 0.7]},
+        LV_07,
     ),
     # the masked CE of the warm-up kept beside the constraints at a weight w: where a class has lost its box to
     # a neighbour (its softmax near 0 there), the constraints' gradient, scaled by S (1 - S), vanishes and the
     # cross-entropy's, scaled by 1 - S, does not (w 1: the warm-up's weight; w 0.3: a third of it)
     "box prior after masked CE, ε LV 0.7, masked CE kept, w 1": (
         [BOXES],
-        {"box_margin": 0, "box_warmup_epochs": 5, "box_epsilon": [0.5, 0.5, 0.7], "box_masked_ce_after_warmup": 1.0},
+        {**LV_07, "box_masked_ce_after_warmup": 1.0},
     ),
     "box prior after masked CE, ε LV 0.7, masked CE kept, w 0.3": (
         [BOXES],
-        {"box_margin": 0, "box_warmup_epochs": 5, "box_epsilon": [0.5, 0.5, 0.7], "box_masked_ce_after_warmup": 0.3},
+        {**LV_07, "box_masked_ce_after_warmup": 0.3},
     ),
     # the same with the dense CRF loss of the scribble recipes beside it (without the kept masked CE it lost the
     # RV to the background: "box prior after masked CE + dense CRF")
     "box prior after masked CE, ε LV 0.7, masked CE kept, w 1 + dense CRF": (
         [BOXES, "configs/regularisers/dense_crf.yaml"],
-        {"box_margin": 0, "box_warmup_epochs": 5, "box_epsilon": [0.5, 0.5, 0.7], "box_masked_ce_after_warmup": 1.0},
+        {**LV_07, "box_masked_ce_after_warmup": 1.0},
     ),
     # the myocardium (a ring) came out 1.6 x its true volume with the lower bound 0.5 of its box, taking 21 % of
     # the LV: its lower bound from its shape instead (0.25, as "ε MYO 0.25" above), the masked CE kept
@@ -110,47 +114,29 @@ METHODS = {  # configs, overrides
     # has left its box, and it brings no box-shaped target (the masked CE labels the ring's box corners MYO)
     "box prior after masked CE, ε LV 0.7, log size bound": (
         [BOXES],
-        {"box_margin": 0, "box_warmup_epochs": 5, "box_epsilon": [0.5, 0.5, 0.7], "box_size_log": True},
+        {**LV_07, "box_size_log": True},
     ),
     # both: the log form and the kept masked CE
     "box prior after masked CE, ε LV 0.7, log size bound, masked CE kept, w 1": (
         [BOXES],
-        {
-            "box_margin": 0,
-            "box_warmup_epochs": 5,
-            "box_epsilon": [0.5, 0.5, 0.7],
-            "box_size_log": True,
-            "box_masked_ce_after_warmup": 1.0,
-        },
+        {**LV_07, "box_size_log": True, "box_masked_ce_after_warmup": 1.0},
     ),
     # the myocardium is a ring around the LV cavity: its box is the epicardium's, a disc that holds the LV too, so
     # its size bound counts MYO + LV at the disc's 0.7 (as the LV's), in place of MYO alone at 0.5 of the box,
     # which 71 % of the rings cannot hold and met by taking the cavity (box_size_classes)
     "box prior after masked CE, ε LV 0.7, MYO box holds the LV, log size bound": (
         [BOXES],
-        {
-            "box_margin": 0,
-            "box_warmup_epochs": 5,
-            "box_epsilon": [0.5, 0.7, 0.7],
-            "box_size_classes": [[1], [2, 3], [3]],
-            "box_size_log": True,
-        },
+        {**MYO_HOLDS_LV, "box_size_log": True},
     ),
     "box prior after masked CE, ε LV 0.7, MYO box holds the LV, masked CE kept, w 1": (
         [BOXES],
-        {
-            "box_margin": 0,
-            "box_warmup_epochs": 5,
-            "box_epsilon": [0.5, 0.7, 0.7],
-            "box_size_classes": [[1], [2, 3], [3]],
-            "box_masked_ce_after_warmup": 1.0,
-        },
+        {**MYO_HOLDS_LV, "box_masked_ce_after_warmup": 1.0},
     ),
     # a local pairwise term instead (the gated CRF of the scribble recipes, an 11 x 11 window): the dense kernel
     # spans 0.4 of the field of view and pulls the RV towards the LV's blood pool, a window only the next edges
     "box prior after masked CE, ε LV 0.7, masked CE kept, w 1 + gated CRF": (
         [BOXES, "configs/regularisers/gated_crf.yaml"],
-        {"box_margin": 0, "box_warmup_epochs": 5, "box_epsilon": [0.5, 0.5, 0.7], "box_masked_ce_after_warmup": 1.0},
+        {**LV_07, "box_masked_ce_after_warmup": 1.0},
     ),
     "box prior after masked CE, ε from the shapes": (
         [BOXES],
