@@ -150,7 +150,8 @@ class BoxConstraintLoss(WeakLoss):
         expected = (num_images, len(classes), *logits.shape[2:])
         if tuple(ids.shape) != expected:
             raise ValueError(f"{self.key!r} must have shape {expected} (B, C', *spatial), got {tuple(ids.shape)}")
-        all_probs = torch.softmax(logits.float() if logits.dtype != torch.float64 else logits, dim=1)
+        scores = logits.float() if logits.dtype != torch.float64 else logits
+        all_probs = torch.softmax(scores, dim=1)
         probs = all_probs[:, classes]
         rows = probs.reshape(num_images * len(classes), *logits.shape[2:])
         values = {}
@@ -174,7 +175,7 @@ class BoxConstraintLoss(WeakLoss):
                 lower = count * self._inner_share(batch, table, box_image, num_images).to(count.dtype)
                 bound = self._box_epsilon(table.row, len(classes), inside) * lower
                 if self.log_size:
-                    log_probs = torch.log_softmax(logits.float() if logits.dtype != torch.float64 else logits, 1)
+                    log_probs = torch.log_softmax(scores, 1)
                     if members is None:
                         log_rows = log_probs[:, classes].reshape(rows.shape[0], -1)
                     else:
