@@ -437,6 +437,47 @@ def test_size_bound_of_a_box_that_encloses_another_class_by_hand():
         BoxConstraintLoss(size_classes=[1, 2])
 
 
+def test_size_bound_of_a_ring_counts_its_box_less_the_enclosed_boxes_by_hand():
+    ids = torch.zeros(2, 2, 6, 6)
+    ids[0, 0, 0:4, 0:4] = 1  # image 0, class 1 (a ring): a 16-voxel box
+    ids[0, 1, 1:3, 1:3] = 1  # class 2 inside it: 4 voxels, all in the ring's box
+    ids[1, 0, 0:3, 0:3] = 1  # image 1: a 9-voxel ring box
+    ids[1, 1, 2:5, 2:5] = 2  # a 9-voxel class-2 box overlapping it by one voxel (2, 2)
+    logits = torch.zeros(2, 3, 6, 6, dtype=torch.float64)  # S = 1/3
+    ring = BoxConstraintLoss(terms=["size"], epsilon=0.75, size_less_classes=[[2], []], mode="penalty")
+    z = ring.constraint_values(logits, {"box_ids": ids})["size"][0]
+    # lower bounds: 0.75 (16 - 4) = 9 against 16/3; 0.75 (9 - 1) = 6 against 3;
+    # the class-2 boxes keep 0.75 · 4 and 0.75 · 9
+    expected_lower = [9 - 16 / 3, 3.0 - 4 / 3, 6 - 3.0, 6.75 - 3.0]
+    table = boxes_from_ids(ids)
+    order = [(int(r), int(n)) for r, n in zip(table.row, table.count)]
+    assert order == [(0, 16), (1, 4), (2, 9), (3, 9)]  # rows: image · 2 + class channel
+    expected_upper = [16 / 3 - 16, 4 / 3 - 4, 3.0 - 9, 3.0 - 9]
+    torch.testing.assert_close(z, torch.tensor(expected_lower + expected_upper, dtype=torch.float64))
+    # the log form keeps the same bound, b (log b - log Σ S)
+    log_ring = BoxConstraintLoss(terms=["size"], epsilon=0.75, size_less_classes=[[2], []], log_size=True)
+    z = log_ring.constraint_values(logits, {"box_ids": ids})["size"][0]
+    torch.testing.assert_close(z[0], torch.tensor(9 * math.log(9 / (16 / 3)), dtype=torch.float64))
+    # clamped at 0 where the enclosed boxes fill the box: the bound then asks nothing
+    covered = ids.clone()
+    covered[0, 1, 0:4, 0:4] = 1
+    z = ring.constraint_values(logits, {"box_ids": covered})["size"][0]
+    assert z[0].item() == pytest.approx(-16 / 3)
+    grad_logits = torch.randn(2, 3, 6, 6, dtype=torch.float64, requires_grad=True)
+    for loss in (ring, log_ring):
+        assert torch.autograd.gradcheck(lambda x, loss=loss: loss(x, {"box_ids": ids}), (grad_logits,))
+    with pytest.raises(
+        ValueError, match=r"size_less_classes of class 1 may list only other constrained classes of \[1, 2\], got \[1\]"
+    ):
+        BoxConstraintLoss(terms=["size"], size_less_classes=[[1], []])(logits, {"box_ids": ids})
+    with pytest.raises(ValueError, match=r"may list only other constrained classes of \[1, 2\], got \[3\]"):
+        BoxConstraintLoss(terms=["size"], size_less_classes=[[], [3]])(logits, {"box_ids": ids})
+    with pytest.raises(ValueError, match=r"size_less_classes gives 1 lists \[\[2\]\] for 2 constrained classes"):
+        BoxConstraintLoss(terms=["size"], size_less_classes=[[2]])(logits, {"box_ids": ids})
+    with pytest.raises(ValueError, match=r"size_less_classes must give, per constrained class, a list.*got \[2, 3\]"):
+        BoxConstraintLoss(size_less_classes=[2, 3])
+
+
 def test_size_bound_less_the_margin_by_hand():
     ids = torch.zeros(2, 1, 8, 8)
     ids[0, 0, 0:6, 0:4] = 1  # image 0: a 6 x 4 box drawn with margin (1, 1): tight box 4 x 2 = 8 voxels

@@ -21,7 +21,12 @@ With ``S_k`` the softmax of class k and the boxes of class k read from the batch
   is a log-sum-exp of the log-softmax, finite even where the softmax underflows). With ``size_classes``
   a box of class k bounds the summed probability of several classes, ``Σ_{p∈I} Σ_{j∈U_k} S_j(p)``:
   the box of a ring holds the structure it encloses too (the myocardium's box is the epicardium's, a
-  disc that holds the left ventricle's cavity; a tumour's box holds its core).
+  disc that holds the left ventricle's cavity; a tumour's box holds its core). With
+  ``size_less_classes`` the lower bound of a box of class k counts its box less the voxels of the boxes
+  of the listed classes inside it, ``ε (|Ω_I| - |Ω_I ∩ ∪_{J of class j ∈ L_k} Ω_J|)``: a ring fills
+  ``π/4`` of the square between the boxes of its outer and inner contours when both are circles, where
+  it fills only ``π/4 (1 - r²/R²)`` of its own box (on ACDC's training slices the myocardium fills 0.71
+  or more of its box less the LV's in 95 % of them, median 0.78; of its box alone, median 0.38).
 
 Each is handled as the project's other inequality constraints (:mod:`wss_monai.losses.constraints`):
 the log-barrier extension ``ψ_t(z)`` (default; ``t`` raised by
@@ -74,6 +79,10 @@ class BoxConstraintLoss(WeakLoss):
         size_classes: per constrained class, the output channels whose probabilities its boxes' size
             bounds count (each list holds the class itself), e.g. ``[[1], [2, 3], [3]]`` for a class 2
             that encloses class 3; ``None``: each class alone. Tightness and emptiness keep the class alone.
+        size_less_classes: per constrained class, the other constrained classes whose boxes are taken out of
+            its boxes' area in the lower size bound, e.g. ``[[], [3], []]`` for a ring (class 2) around
+            class 3: ``ε`` of the box less the enclosed boxes (after ``margin_key``'s share, clamped at 0);
+            ``None``: the whole box. The upper bound keeps ``|Ω_I|``.
         mode: one of :data:`BOX_MODES`.
         t: initial log-barrier ``t``.
         classes: output channels matching the map's channels; ``None``: 1..C-1.
@@ -106,6 +115,7 @@ class BoxConstraintLoss(WeakLoss):
         margin_key: str | None = None,
         log_size: bool = False,
         size_classes: Sequence[Sequence[int]] | None = None,
+        size_less_classes: Sequence[Sequence[int]] | None = None,
         mode: str = "log_barrier",
         t: float = 5.0,
         classes: Sequence[int] | None = None,
@@ -133,6 +143,7 @@ class BoxConstraintLoss(WeakLoss):
         self.margin_key = margin_key
         self.log_size = bool(log_size)
         self.size_classes = None if size_classes is None else self._checked_size_classes(size_classes)
+        self.size_less_classes = None if size_less_classes is None else self._checked_less_classes(size_less_classes)
         self.mode, self.t = mode, float(t)
         self.classes = None if classes is None else [int(c) for c in classes]
 
@@ -173,6 +184,8 @@ class BoxConstraintLoss(WeakLoss):
                 inside = voxels.new_zeros(table.count.shape).index_add(0, table.voxel_box, voxels)
                 count = table.count.to(inside.dtype)
                 lower = count * self._inner_share(batch, table, box_image, num_images).to(count.dtype)
+                if self.size_less_classes is not None:
+                    lower = (lower - self._enclosed_count(ids, classes, table, count.dtype)).clamp_min(0.0)
                 bound = self._box_epsilon(table.row, len(classes), inside) * lower
                 if self.log_size:
                     log_probs = torch.log_softmax(scores, 1)
@@ -203,6 +216,41 @@ class BoxConstraintLoss(WeakLoss):
                 f"(e.g. [[1], [2, 3], [3]]), got {size_classes!r}"
             )
         return lists
+
+    @staticmethod
+    def _checked_less_classes(size_less_classes: Sequence[Sequence[int]]) -> list[list[int]]:
+        """``size_less_classes`` as lists of ints, each of distinct channels >= 0 (empty allowed)."""
+        lists = [list(group) if isinstance(group, (list, tuple)) else None for group in size_less_classes]
+        valid = bool(lists) and all(
+            group is not None
+            and all(isinstance(c, int) and not isinstance(c, bool) and c >= 0 for c in group)
+            and len(set(group)) == len(group)
+            for group in lists
+        )
+        if not valid:
+            raise ValueError(
+                "size_less_classes must give, per constrained class, a list of distinct output channels "
+                f"(e.g. [[], [3], []]), got {size_less_classes!r}"
+            )
+        return lists
+
+    def _enclosed_count(self, ids: torch.Tensor, classes: list[int], table, dtype: torch.dtype) -> torch.Tensor:
+        """``(N_boxes,)``: the voxels of each box inside a box of one of its class's ``size_less_classes``."""
+        if len(self.size_less_classes) != len(classes):
+            raise ValueError(
+                f"size_less_classes gives {len(self.size_less_classes)} lists {self.size_less_classes} for "
+                f"{len(classes)} constrained classes {classes}"
+            )
+        taken = torch.zeros(len(classes), len(classes), dtype=dtype, device=ids.device)  # (C', C') map channels
+        for i, (c, group) in enumerate(zip(classes, self.size_less_classes)):
+            if c in group or any(j not in classes for j in group):
+                raise ValueError(
+                    f"size_less_classes of class {c} may list only other constrained classes of {classes}, got {group}"
+                )
+            taken[i, [classes.index(j) for j in group]] = 1.0
+        covered = torch.einsum("bj...,ij->bi...", (ids > 0).to(dtype), taken) > 0  # (B, C', *spatial)
+        voxels = covered.reshape(ids.shape[0] * ids.shape[1], -1)[table.voxel_row, table.voxel_index].to(dtype)
+        return torch.zeros(table.count.shape, dtype=dtype, device=ids.device).index_add(0, table.voxel_box, voxels)
 
     def _size_members(self, classes: list[int], num_classes: int, device) -> torch.Tensor | None:
         """``(C', C)`` 0/1 matrix of the channels each constrained class's size bounds count, or ``None``."""
