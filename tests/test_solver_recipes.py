@@ -137,6 +137,18 @@ def test_trust_region_after_the_dense_crf_loss_hands_over_at_the_set_epoch(cardi
     assert saved["crf_weight_ramp"]["epochs"] == 2 and saved["trust_region_proposals"]["refreshes"] == 1
 
 
+@pytest.mark.parametrize("regulariser", ["dense_crf", "gated_crf", "grid_crf"])
+def test_a_crf_loss_can_stay_beside_the_trust_region_at_a_smaller_weight(regulariser, cardiac):
+    configs = ACDC + [SCRIBBLE_FILES, ROOT / f"configs/regularisers/{regulariser}.yaml", TRUST_REGION]
+    parser = config_parser(
+        configs, dataset_dir=str(cardiac), crf_weight=1e-3, crf_stop_epochs=3, crf_weight_after_stop=2e-5
+    )
+    ramp = parser.get_parsed_content("crf_weight_ramp")
+    assert [ramp.weight_after(e) for e in (0, 2, 3, 10)] == [1e-3, 1e-3, 2e-5, 2e-5]
+    handed_over = config_parser(configs, dataset_dir=str(cardiac), crf_weight=1e-3, crf_stop_epochs=3)
+    assert handed_over.get_parsed_content("crf_weight_ramp").weight_after(3) == 0.0
+
+
 def test_adm_can_wait_for_a_crf_loss_to_train_the_network_first(cardiac):
     configs = ACDC + [SCRIBBLE_FILES, ROOT / "configs/regularisers/grid_crf.yaml", ADM]
     parser = config_parser(configs, dataset_dir=str(cardiac), crf_stop_epochs=3, adm_warmup_epochs=3)

@@ -78,6 +78,11 @@ METHODS = {
         "configs/regularisers/dense_crf.yaml",
         "configs/regularisers/trust_region.yaml",
     ],
+    "trust region after dense CRF, CRF loss kept at the seeds' share": [
+        SCRIBBLES,
+        "configs/regularisers/dense_crf.yaml",
+        "configs/regularisers/trust_region.yaml",
+    ],
     # grid CRF gradient descent first, then ADM on the same Potts energy from its network (same total budget)
     "ADM after grid CRF": [SCRIBBLES, "configs/regularisers/grid_crf.yaml", "configs/regularisers/adm.yaml"],
     "full": ["configs/supervision/full.yaml"],
@@ -91,6 +96,13 @@ METHOD_OVERRIDES = {
     # the dense CRF loss goes on beside the robust loss from epoch 16 (from the first epoch the pair collapses:
     # "pCE + trust region + dense CRF")
     "trust region after dense CRF, CRF loss kept": {"tr_start_epoch": 16},
+    # stage B normalises the seeds' cross-entropy by all voxels, not by the seeds as partial CE does: beside it
+    # the CRF weight of the gradient-descent recipe weighs ~70 x more against the seeds, so from epoch 16 it is
+    # scaled by the share of scribbled voxels (1.4 %, the data's README): 1e-3 x 0.014
+    "trust region after dense CRF, CRF loss kept at the seeds' share": {
+        **AFTER_DENSE_CRF,
+        "crf_weight_after_stop": 1.4e-5,
+    },
     "ADM after grid CRF": {"crf_stop_epochs": 15, "adm_warmup_epochs": 15},
     # the first stage A after M = 5 epochs of partial CE (the seeds alone in the robust loss) instead of on
     # the untrained network: three times cheaper to solve (docs/solvers.md), and not only the seeds to go by
