@@ -11,14 +11,64 @@ from monai.data import MetaTensor
 from monai.transforms import Randomizable, apply_transform
 from torch.utils.data import Dataset
 
-__all__ = ["VolumeSliceDataset"]
+__all__ = ["HeldVolumes", "VolumeSliceDataset"]
 
 
 def _plain(value: Any) -> Any:
     return value.as_tensor() if isinstance(value, MetaTensor) else value
 
 
-class VolumeSliceDataset(Dataset, Randomizable):
+class HeldVolumes(Dataset, Randomizable):
+    """Base of the datasets that read each volume of ``volumes`` once and serve items cut from them.
+
+    Holds the volumes, the key lists and the seeded ``transform``; checks that a volume has its keys
+    and a ``(C, H, W, D)`` first image key (:meth:`checked_depth`); builds an item from its arrays, the
+    ``volume_keys`` and ``volume_index`` and transforms it (:meth:`finish_item`). Subclasses set
+    ``self.index`` and ``__getitem__``.
+    """
+
+    def __init__(
+        self,
+        volumes: Sequence[dict],
+        image_keys: Sequence[str],
+        volume_keys: Sequence[str],
+        transform: Callable | None,
+    ) -> None:
+        self.volumes = [volumes[v] for v in range(len(volumes))]
+        self.image_keys, self.volume_keys = list(image_keys), list(volume_keys)
+        self.transform = transform
+        self.index: list = []
+
+    def checked_depth(self, v: int, volume: dict, keys: Sequence[str]) -> int:
+        """The depth of volume ``v`` after checking that it holds ``keys`` and a 4D first image key."""
+        missing = [k for k in keys if k not in volume]
+        if missing:
+            raise KeyError(f"volume {v} ({volume.get('patient', '?')}) lacks keys {missing}; has {sorted(volume)}")
+        first = volume[self.image_keys[0]]
+        if first.ndim != 4:
+            raise ValueError(f"{self.image_keys[0]!r} of volume {v} must be (C, H, W, D), got {tuple(first.shape)}")
+        return first.shape[-1]
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    def set_random_state(self, seed: int | None = None, state: np.random.RandomState | None = None):
+        super().set_random_state(seed, state)
+        if isinstance(self.transform, Randomizable):
+            self.transform.set_random_state(seed, state)
+        return self
+
+    def randomize(self, data: Any = None) -> None:
+        pass
+
+    def finish_item(self, v: int, item: dict) -> dict:
+        """``item`` with volume ``v``'s ``volume_keys`` and ``volume_index``, through ``transform``."""
+        item.update({key: self.volumes[v][key] for key in self.volume_keys})
+        item["volume_index"] = v
+        return apply_transform(self.transform, item) if self.transform is not None else item
+
+
+class VolumeSliceDataset(HeldVolumes):
     """Every slice along the last spatial axis of every volume of ``volumes``, as one item.
 
     ``volumes`` is usually a ``CacheDataset`` of volumes already loaded, normalised, resized and
@@ -52,18 +102,11 @@ class VolumeSliceDataset(Dataset, Randomizable):
         transform: Callable | None = None,
         skip_empty_key: str | None = None,
     ) -> None:
-        self.volumes = [volumes[v] for v in range(len(volumes))]
-        self.image_keys, self.slice_keys, self.volume_keys = list(image_keys), list(slice_keys), list(volume_keys)
-        self.transform = transform
+        super().__init__(volumes, image_keys, volume_keys, transform)
+        self.slice_keys = list(slice_keys)
         index: list[tuple[int, int]] = []
         for v, volume in enumerate(self.volumes):
-            missing = [k for k in self.image_keys + self.slice_keys + self.volume_keys if k not in volume]
-            if missing:
-                raise KeyError(f"volume {v} ({volume.get('patient', '?')}) lacks keys {missing}; has {sorted(volume)}")
-            first = volume[self.image_keys[0]]
-            if first.ndim != 4:
-                raise ValueError(f"{self.image_keys[0]!r} of volume {v} must be (C, H, W, D), got {tuple(first.shape)}")
-            depth = first.shape[-1]
+            depth = self.checked_depth(v, volume, self.image_keys + self.slice_keys + self.volume_keys)
             for key in self.image_keys + self.slice_keys:
                 if volume[key].shape[-1] != depth:
                     raise ValueError(f"{key!r} of volume {v} has {volume[key].shape[-1]} slices, expected {depth}")
@@ -76,23 +119,8 @@ class VolumeSliceDataset(Dataset, Randomizable):
             raise ValueError("no slice to train on: the volumes are empty or every slice was skipped")
         self.index = index
 
-    def __len__(self) -> int:
-        return len(self.index)
-
-    def set_random_state(self, seed: int | None = None, state: np.random.RandomState | None = None):
-        super().set_random_state(seed, state)
-        if isinstance(self.transform, Randomizable):
-            self.transform.set_random_state(seed, state)
-        return self
-
-    def randomize(self, data: Any = None) -> None:
-        pass
-
     def __getitem__(self, i: int) -> dict:
         v, s = self.index[i]
-        volume = self.volumes[v]
-        item = {key: _plain(volume[key][..., s]) for key in self.image_keys + self.slice_keys}
-        item.update({key: volume[key] for key in self.volume_keys})
-        item["volume_index"] = v
+        item = {key: _plain(self.volumes[v][key][..., s]) for key in self.image_keys + self.slice_keys}
         item["slice_index"] = s
-        return apply_transform(self.transform, item) if self.transform is not None else item
+        return self.finish_item(v, item)

@@ -5,21 +5,18 @@ from __future__ import annotations
 from collections.abc import Callable, Hashable, Mapping, Sequence
 from typing import Any
 
-import numpy as np
 import torch
 from monai.data import list_data_collate
-from monai.transforms import Randomizable, apply_transform
-from torch.utils.data import Dataset
 
 from wss_monai.constants import UNLABELLED
-from wss_monai.data.slices import _plain
+from wss_monai.data.slices import HeldVolumes, _plain
 from wss_monai.transforms._slices import check_int
 from wss_monai.transforms.depth_pad import DivisibleDepthPadd, padded_depth
 
 __all__ = ["PadDepthCollate", "WholeVolumeDataset"]
 
 
-class WholeVolumeDataset(Dataset, Randomizable):
+class WholeVolumeDataset(HeldVolumes):
     """Every volume of ``volumes`` as one item: the 3D counterpart of :class:`~wss_monai.data.VolumeSliceDataset`.
 
     As there, each volume is read **once**, when this dataset is built, and kept, so that the weak
@@ -54,19 +51,13 @@ class WholeVolumeDataset(Dataset, Randomizable):
         transform: Callable | None = None,
         skip_empty_key: str | None = None,
     ) -> None:
-        self.image_keys, self.volume_keys = list(image_keys), list(volume_keys)
-        if not self.image_keys:
+        if not list(image_keys):
             raise ValueError("image_keys must name at least one (C, H, W, D) key, got []")
-        self.transform = transform
-        self.volumes = [volumes[v] for v in range(len(volumes))]
+        super().__init__(volumes, image_keys, volume_keys, transform)
         index: list[int] = []
         for v, volume in enumerate(self.volumes):
-            missing = [k for k in self.image_keys + self.volume_keys if k not in volume]
-            if missing:
-                raise KeyError(f"volume {v} ({volume.get('patient', '?')}) lacks keys {missing}; has {sorted(volume)}")
+            self.checked_depth(v, volume, self.image_keys + self.volume_keys)
             first = volume[self.image_keys[0]]
-            if first.ndim != 4:
-                raise ValueError(f"{self.image_keys[0]!r} of volume {v} must be (C, H, W, D), got {tuple(first.shape)}")
             for key in self.image_keys:
                 if volume[key].ndim != 4 or tuple(volume[key].shape[1:]) != tuple(first.shape[1:]):
                     raise ValueError(
@@ -79,25 +70,9 @@ class WholeVolumeDataset(Dataset, Randomizable):
             raise ValueError("no volume to train on: the volumes are empty or every volume was skipped")
         self.index = index
 
-    def __len__(self) -> int:
-        return len(self.index)
-
-    def set_random_state(self, seed: int | None = None, state: np.random.RandomState | None = None):
-        super().set_random_state(seed, state)
-        if isinstance(self.transform, Randomizable):
-            self.transform.set_random_state(seed, state)
-        return self
-
-    def randomize(self, data: Any = None) -> None:
-        pass
-
     def __getitem__(self, i: int) -> dict:
         v = self.index[i]
-        volume = self.volumes[v]
-        item = {key: _plain(volume[key]) for key in self.image_keys}
-        item.update({key: volume[key] for key in self.volume_keys})
-        item["volume_index"] = v
-        return apply_transform(self.transform, item) if self.transform is not None else item
+        return self.finish_item(v, {key: _plain(self.volumes[v][key]) for key in self.image_keys})
 
 
 class PadDepthCollate:
