@@ -128,10 +128,6 @@ METHODS = {  # configs, overrides
         [BOXES],
         {**MYO_HOLDS_LV, "box_size_log": True},
     ),
-    "box prior after masked CE, ε LV 0.7, MYO box holds the LV, masked CE kept, w 1": (
-        [BOXES],
-        {**MYO_HOLDS_LV, "box_masked_ce_after_warmup": 1.0},
-    ),
     # the ring's own bound from the geometry of two nested boxes: a circular ring fills pi/4 of its box less its
     # cavity's box; on the training slices the MYO fills 0.71 or more of it in 95 % (median 0.78), so 0.7, the
     # LV's rule (box_size_less_classes)
