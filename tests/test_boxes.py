@@ -23,6 +23,7 @@ from wss_monai.transforms import (
     boxes_to_ids,
     read_box_json,
     read_box_mask,
+    segment_sums,
     sub_box_sums,
 )
 
@@ -94,6 +95,27 @@ def test_sub_box_sums_match_direct_sums_and_their_gradient(shape):
     (grad,) = torch.autograd.grad(sums.sum(), values)
     (direct_grad,) = torch.autograd.grad(direct.sum(), values)
     torch.testing.assert_close(grad, direct_grad)
+
+
+@pytest.mark.parametrize("width", [1, 2, 5])
+@pytest.mark.parametrize("spatial", [(9, 11), (7, 6, 8)])
+def test_segment_sums_over_box_voxels_equal_the_summed_area_table_and_its_gradient(spatial, width):
+    generator = torch.Generator().manual_seed(0)
+    ids = torch.zeros(3, 2, *spatial)
+    for image in range(3):  # one rectangular box per image and channel, at random places
+        for channel in range(2):
+            lo = [int(torch.randint(0, n - 1, (1,), generator=generator)) for n in spatial]
+            hi = [int(torch.randint(a + 1, n + 1, (1,), generator=generator)) for a, n in zip(lo, spatial)]
+            ids[(image, channel, *(slice(a, b) for a, b in zip(lo, hi)))] = 1
+    values = torch.rand(6, *spatial, dtype=torch.float64, generator=generator, requires_grad=True)
+    table = boxes_from_ids(ids)
+    seg = box_segments(table.lo, table.hi, width)
+    expected = sub_box_sums(values, table.row[seg.box], seg.lo, seg.hi)
+    sums = segment_sums(values.reshape(6, -1)[table.voxel_row, table.voxel_index], table, spatial, width)
+    torch.testing.assert_close(sums, expected)
+    (grad,) = torch.autograd.grad(sums.square().sum(), values)
+    (expected_grad,) = torch.autograd.grad(expected.square().sum(), values)
+    torch.testing.assert_close(grad, expected_grad)
 
 
 def test_boxes_from_ids_by_hand():

@@ -32,8 +32,8 @@ Each is handled as the project's other inequality constraints (:mod:`wss_monai.l
 the log-barrier extension ``ψ_t(z)`` (default; ``t`` raised by
 :class:`wss_monai.handlers.LogBarrierScheduler`, which finds this term by its ``mode``) or the
 quadratic penalty. Sums are raw voxel counts (not normalised), hence the recipe's weight 1e-4.
-Segment sums come from a summed-area table and box sums from one ``index_add``: the cost is a few
-cumulative sums of the softmax, whatever the number of boxes and segments.
+Segment and box sums are ``index_add`` of the boxes' voxels (every voxel of a box lies in one band
+per axis): the cost is a few scatter-adds over the boxes' voxels, whatever the number of boxes and segments.
 """
 
 from __future__ import annotations
@@ -45,7 +45,7 @@ import torch
 
 from wss_monai.losses.base import WeakLoss, reduce_per_image
 from wss_monai.losses.constraints import log_barrier_extension, quadratic_penalty
-from wss_monai.transforms.box_segments import box_segments, boxes_from_ids, sub_box_sums
+from wss_monai.transforms.box_segments import box_segments, boxes_from_ids, segment_sums
 
 __all__ = ["BOX_MODES", "BOX_TERMS", "BoxConstraintLoss"]
 
@@ -162,7 +162,8 @@ class BoxConstraintLoss(WeakLoss):
         if tuple(ids.shape) != expected:
             raise ValueError(f"{self.key!r} must have shape {expected} (B, C', *spatial), got {tuple(ids.shape)}")
         scores = logits.float() if logits.dtype != torch.float64 else logits
-        all_probs = torch.softmax(scores, dim=1)
+        log_probs = torch.log_softmax(scores, 1) if self.log_size and "size" in self.terms else None
+        all_probs = torch.softmax(scores, dim=1) if log_probs is None else log_probs.exp()
         probs = all_probs[:, classes]
         rows = probs.reshape(num_images * len(classes), *logits.shape[2:])
         values = {}
@@ -173,27 +174,32 @@ class BoxConstraintLoss(WeakLoss):
         if "tightness" in self.terms or "size" in self.terms:
             table = boxes_from_ids(ids)
             box_image = table.row // len(classes)
+            where = table.voxel_row * rows[0].numel() + table.voxel_index  # the boxes' voxels in the flat maps
+
+            def at_boxes(maps: torch.Tensor) -> torch.Tensor:  # (B·C', *spatial) -> (P,)
+                return maps.reshape(-1).index_select(0, where)
+
+            box_voxels = at_boxes(rows)
             if "tightness" in self.terms:
                 seg = box_segments(table.lo, table.hi, self.width)
-                sums = sub_box_sums(rows, table.row[seg.box], seg.lo, seg.hi)
+                sums = segment_sums(box_voxels, table, logits.shape[2:], self.width)
                 values["tightness"] = (seg.target.to(sums.dtype) - sums, box_image[seg.box])
             if "size" in self.terms:
                 members = self._size_members(classes, num_classes, logits.device)
-                size_rows = rows if members is None else self._member_sum(all_probs, members)
-                voxels = size_rows.reshape(rows.shape[0], -1)[table.voxel_row, table.voxel_index]
+                voxels = box_voxels if members is None else at_boxes(self._member_sum(all_probs, members))
                 inside = voxels.new_zeros(table.count.shape).index_add(0, table.voxel_box, voxels)
                 count = table.count.to(inside.dtype)
                 lower = count * self._inner_share(batch, table, box_image, num_images).to(count.dtype)
                 if self.size_less_classes is not None:
-                    lower = (lower - self._enclosed_count(ids, classes, table, count.dtype)).clamp_min(0.0)
+                    enclosed = self._enclosed_count(ids, classes, table, count.dtype, at_boxes)
+                    lower = (lower - enclosed).clamp_min(0.0)
                 bound = self._box_epsilon(table.row, len(classes), inside) * lower
-                if self.log_size:
-                    log_probs = torch.log_softmax(scores, 1)
+                if log_probs is not None:
                     if members is None:
-                        log_rows = log_probs[:, classes].reshape(rows.shape[0], -1)
+                        log_rows = log_probs[:, classes]
                     else:
-                        log_rows = self._member_log_sum(log_probs, members).reshape(rows.shape[0], -1)
-                    below = self._log_lower_bound(log_rows[table.voxel_row, table.voxel_index], table, bound)
+                        log_rows = self._member_log_sum(log_probs, members)
+                    below = self._log_lower_bound(at_boxes(log_rows), table, bound)
                 else:
                     below = bound - inside
                 z = torch.cat([below, inside - self.upper * count])
@@ -234,22 +240,28 @@ class BoxConstraintLoss(WeakLoss):
             )
         return lists
 
-    def _enclosed_count(self, ids: torch.Tensor, classes: list[int], table, dtype: torch.dtype) -> torch.Tensor:
+    def _enclosed_count(
+        self, ids: torch.Tensor, classes: list[int], table, dtype: torch.dtype, at_boxes
+    ) -> torch.Tensor:
         """``(N_boxes,)``: the voxels of each box inside a box of one of its class's ``size_less_classes``."""
         if len(self.size_less_classes) != len(classes):
             raise ValueError(
                 f"size_less_classes gives {len(self.size_less_classes)} lists {self.size_less_classes} for "
                 f"{len(classes)} constrained classes {classes}"
             )
-        taken = torch.zeros(len(classes), len(classes), dtype=dtype, device=ids.device)  # (C', C') map channels
-        for i, (c, group) in enumerate(zip(classes, self.size_less_classes)):
+        taken = []  # per constrained class, the map channels of the classes taken out of its boxes
+        for c, group in zip(classes, self.size_less_classes):
             if c in group or any(j not in classes for j in group):
                 raise ValueError(
                     f"size_less_classes of class {c} may list only other constrained classes of {classes}, got {group}"
                 )
-            taken[i, [classes.index(j) for j in group]] = 1.0
-        covered = torch.einsum("bj...,ij->bi...", (ids > 0).to(dtype), taken) > 0  # (B, C', *spatial)
-        voxels = covered.reshape(ids.shape[0] * ids.shape[1], -1)[table.voxel_row, table.voxel_index].to(dtype)
+            taken.append([classes.index(j) for j in group])
+        boxed = ids > 0
+        covered = torch.zeros_like(boxed)  # (B, C', *spatial): inside a box of a class taken out
+        for i, group in enumerate(taken):  # one union per constrained class
+            if group:
+                covered[:, i] = boxed[:, group].any(1)
+        voxels = at_boxes(covered).to(dtype)
         return torch.zeros(table.count.shape, dtype=dtype, device=ids.device).index_add(0, table.voxel_box, voxels)
 
     def _size_members(self, classes: list[int], num_classes: int, device) -> torch.Tensor | None:

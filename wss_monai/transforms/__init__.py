@@ -10,7 +10,14 @@ seeded with ``set_random_state``. Weak maps hold a class index where annotated a
 
 from wss_monai.transforms.bounds import SizeBounds, SizeBoundsd, common_size_bounds
 from wss_monai.transforms.box_files import BoxFilesd, attach_box_files, read_box_json, read_box_mask
-from wss_monai.transforms.box_segments import BoxTable, Segments, box_segments, boxes_from_ids, sub_box_sums
+from wss_monai.transforms.box_segments import (
+    BoxTable,
+    Segments,
+    box_segments,
+    boxes_from_ids,
+    segment_sums,
+    sub_box_sums,
+)
 from wss_monai.transforms.boxes import (
     BoundingBoxes,
     BoundingBoxesd,
@@ -56,6 +63,7 @@ __all__ = [
     "attach_box_files",
     "box_segments",
     "boxes_from_ids",
+    "segment_sums",
     "boxes_to_ids",
     "check_boxes",
     "read_box_json",

@@ -28,11 +28,13 @@ Example:
 from __future__ import annotations
 
 import itertools
+import math
+from collections.abc import Sequence
 from typing import NamedTuple
 
 import torch
 
-__all__ = ["BoxTable", "Segments", "box_segments", "boxes_from_ids", "sub_box_sums"]
+__all__ = ["BoxTable", "Segments", "box_segments", "boxes_from_ids", "segment_sums", "sub_box_sums"]
 
 
 class Segments(NamedTuple):
@@ -160,6 +162,53 @@ def boxes_from_ids(ids: torch.Tensor) -> BoxTable:
     return BoxTable(keys // radix, lo, hi, counts[keys], voxel_row, voxel_index, voxel_box)
 
 
+def segment_sums(
+    voxel_values: torch.Tensor, table: BoxTable, spatial: Sequence[int], width: int = 5
+) -> torch.Tensor:
+    """The sums of the tightness segments of :func:`box_segments` over the voxels of each box, in its order.
+
+    Every voxel of a box lies in one band per axis, ``(coordinate − lo) // width`` along it, so the
+    ``Σ_a ⌈(hi_a − lo_a) / width⌉`` segment sums of all boxes are ``N`` scatter-adds of the boxes'
+    voxel values: no summed-area table over the whole maps, no loop over boxes or segments.
+    A box of :func:`boxes_from_ids` that is the union of touching boxes counts the voxels carrying
+    its id (:func:`sub_box_sums` on its bounding box would count the corners outside them too).
+
+    Args:
+        voxel_values: one value per voxel of ``table`` ``(P,)``, in the order of ``table.voxel_index``.
+        table: the boxes (:func:`boxes_from_ids`).
+        spatial: the spatial shape of the maps, to unravel ``table.voxel_index``.
+        width: band width ``w``.
+
+    Returns:
+        ``(S,)`` sums in ``voxel_values``' dtype (accumulated in float64 for maps over 2¹⁷ voxels),
+        differentiable with respect to ``voxel_values``.
+
+    Example:
+        >>> import torch
+        >>> ids = torch.zeros(1, 1, 3, 4)
+        >>> ids[0, 0, :, 1:4] = 1                     # a 3 x 3 box
+        >>> table = boxes_from_ids(ids)
+        >>> values = torch.arange(9.0)                # row-major over the box: [[0, 1, 2], [3, 4, 5], [6, 7, 8]]
+        >>> segment_sums(values, table, (3, 4), width=2).tolist()   # rows 0-1, row 2, columns 1-2, column 3
+        [15.0, 21.0, 21.0, 15.0]
+    """
+    width = int(width)
+    num_boxes, dims = table.lo.shape
+    counts = ((table.hi - table.lo + width - 1) // width).long()  # (G, N) bands per box and axis
+    first = (torch.cumsum(counts.reshape(-1), 0) - counts.reshape(-1)).reshape(num_boxes, dims)
+    coords, rest = [], table.voxel_index
+    for size in reversed(list(spatial)):  # unravel, last axis first (N ≤ 3 steps)
+        coords.append(rest % size)
+        rest = rest // size
+    coords = torch.stack(coords[::-1], dim=1)  # (P, N)
+    box = table.voxel_box
+    segment = first[box] + torch.div(coords - table.lo[box], width, rounding_mode="floor")  # (P, N)
+    dtype = torch.float64 if math.prod(spatial) > 2**17 or voxel_values.dtype == torch.float64 else torch.float32
+    sums = torch.zeros(int(counts.sum()), dtype=dtype, device=voxel_values.device)
+    expanded = voxel_values.to(dtype)[:, None].expand(-1, dims)
+    return sums.index_add(0, segment.reshape(-1), expanded.reshape(-1)).to(voxel_values.dtype)
+
+
 def sub_box_sums(values: torch.Tensor, row: torch.Tensor, lo: torch.Tensor, hi: torch.Tensor) -> torch.Tensor:
     """``Σ_{p ∈ [lo, hi)} values[row, p]`` for many sub-boxes at once, through a summed-area table.
 
@@ -191,9 +240,12 @@ def sub_box_sums(values: torch.Tensor, row: torch.Tensor, lo: torch.Tensor, hi: 
     for axis in range(len(padded) - 2, -1, -1):
         strides[axis] = strides[axis + 1] * padded[axis + 1]
     flat = table.reshape(table.shape[0], -1)
-    total = torch.zeros(row.shape, dtype=table.dtype, device=values.device)
-    for corner in itertools.product((0, 1), repeat=len(spatial)):  # 2^N corners, not a loop over boxes
-        index = sum((hi[:, a] if c else lo[:, a]) * strides[a] for a, c in enumerate(corner))
-        sign = -1.0 if (len(spatial) - sum(corner)) % 2 else 1.0
-        total = total + sign * flat[row, index]
+    corners = list(itertools.product((0, 1), repeat=len(spatial)))  # 2^N corners, not a loop over boxes
+    index = torch.stack(
+        [sum((hi[:, a] if c else lo[:, a]) * strides[a] for a, c in enumerate(corner)) for corner in corners]
+    )  # (2^N, S): one gather for every corner, so the backward scatters into one zero table
+    signs = torch.tensor(
+        [-1.0 if (len(spatial) - sum(corner)) % 2 else 1.0 for corner in corners], dtype=table.dtype, device=flat.device
+    )
+    total = (flat[row.expand_as(index), index] * signs[:, None]).sum(0)
     return total.to(values.dtype)
