@@ -142,8 +142,16 @@ class BoxConstraintLoss(WeakLoss):
         self.upper = float(upper)
         self.margin_key = margin_key
         self.log_size = bool(log_size)
-        self.size_classes = None if size_classes is None else self._checked_size_classes(size_classes)
-        self.size_less_classes = None if size_less_classes is None else self._checked_less_classes(size_less_classes)
+        self.size_classes = (
+            None
+            if size_classes is None
+            else self._checked_channel_lists(size_classes, "size_classes", "[[1], [2, 3], [3]]", allow_empty=False)
+        )
+        self.size_less_classes = (
+            None
+            if size_less_classes is None
+            else self._checked_channel_lists(size_less_classes, "size_less_classes", "[[], [3], []]", allow_empty=True)
+        )
         self.mode, self.t = mode, float(t)
         self.classes = None if classes is None else [int(c) for c in classes]
 
@@ -207,36 +215,23 @@ class BoxConstraintLoss(WeakLoss):
         return values
 
     @staticmethod
-    def _checked_size_classes(size_classes: Sequence[Sequence[int]]) -> list[list[int]]:
-        """``size_classes`` as lists of ints, each non-empty, of distinct channels >= 0."""
-        lists = [list(group) if isinstance(group, (list, tuple)) else None for group in size_classes]
-        valid = bool(lists) and all(
-            group
-            and all(isinstance(c, int) and not isinstance(c, bool) and c >= 0 for c in group)
-            and len(set(group)) == len(group)
-            for group in lists
-        )
-        if not valid:
-            raise ValueError(
-                "size_classes must give, per constrained class, a non-empty list of distinct output channels "
-                f"(e.g. [[1], [2, 3], [3]]), got {size_classes!r}"
-            )
-        return lists
-
-    @staticmethod
-    def _checked_less_classes(size_less_classes: Sequence[Sequence[int]]) -> list[list[int]]:
-        """``size_less_classes`` as lists of ints, each of distinct channels >= 0 (empty allowed)."""
-        lists = [list(group) if isinstance(group, (list, tuple)) else None for group in size_less_classes]
+    def _checked_channel_lists(
+        value: Sequence[Sequence[int]], name: str, example: str, allow_empty: bool
+    ) -> list[list[int]]:
+        """``value`` as one list of distinct output channels >= 0 per constrained class (``name`` in the error)."""
+        lists = [list(group) if isinstance(group, (list, tuple)) else None for group in value]
         valid = bool(lists) and all(
             group is not None
+            and (allow_empty or len(group) > 0)
             and all(isinstance(c, int) and not isinstance(c, bool) and c >= 0 for c in group)
             and len(set(group)) == len(group)
             for group in lists
         )
         if not valid:
+            kind = "a list" if allow_empty else "a non-empty list"
             raise ValueError(
-                "size_less_classes must give, per constrained class, a list of distinct output channels "
-                f"(e.g. [[], [3], []]), got {size_less_classes!r}"
+                f"{name} must give, per constrained class, {kind} of distinct output channels "
+                f"(e.g. {example}), got {value!r}"
             )
         return lists
 
