@@ -85,6 +85,22 @@ def _check_pair(lo: torch.Tensor, hi: torch.Tensor) -> None:
         raise ValueError(f"box {bad} is empty: lo {lo[bad].tolist()}, hi {hi[bad].tolist()} (need hi > lo)")
 
 
+def _band_offsets(lo: torch.Tensor, hi: torch.Tensor, width: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(G, N)`` bands of ``width`` lines per box and axis, and the index of each one's first segment."""
+    counts = (hi.long() - lo.long() + width - 1) // width
+    flat = counts.reshape(-1)
+    return counts, (torch.cumsum(flat, 0) - flat).reshape(counts.shape)
+
+
+def _unravel(flat_index: torch.Tensor, spatial: Sequence[int]) -> torch.Tensor:
+    """``(P, N)`` coordinates of flat indices into maps of shape ``spatial`` (last axis first, N ≤ 3 steps)."""
+    coords, rest = [], flat_index
+    for size in reversed(list(spatial)):
+        coords.append(rest % size)
+        rest = rest // size
+    return torch.stack(coords[::-1], dim=1)
+
+
 def box_segments(lo: torch.Tensor, hi: torch.Tensor, width: int = 5) -> Segments:
     """The tightness segments (bands of ``width`` lines along every axis) of ``G`` boxes.
 
@@ -106,10 +122,10 @@ def box_segments(lo: torch.Tensor, hi: torch.Tensor, width: int = 5) -> Segments
     width = int(width)
     num_boxes, dims = lo.shape
     lo, hi = lo.long(), hi.long()
-    counts = ((hi - lo + width - 1) // width).reshape(-1)  # (G·N,) bands per box and axis
+    counts, first = _band_offsets(lo, hi, width)
+    counts, first = counts.reshape(-1), first.reshape(-1)  # (G·N,)
     pair = torch.repeat_interleave(torch.arange(num_boxes * dims, device=lo.device), counts)
     box, axis = pair // dims, pair % dims
-    first = torch.cumsum(counts, 0) - counts
     step = torch.arange(pair.numel(), device=lo.device) - first[pair]
     seg_lo, seg_hi = lo[box].clone(), hi[box].clone()
     rows = torch.arange(pair.numel(), device=lo.device)
@@ -150,11 +166,7 @@ def boxes_from_ids(ids: torch.Tensor) -> BoxTable:
     lookup = torch.full_like(counts, -1)
     lookup[keys] = torch.arange(num_boxes, device=counts.device)
     voxel_box = lookup[voxel_row * radix + values]
-    coords, rest = [], voxel_index
-    for size in reversed(spatial):  # unravel the flat index, last axis first (N ≤ 3 steps)
-        coords.append(rest % size)
-        rest = rest // size
-    coords = torch.stack(coords[::-1], dim=1)  # (P, N)
+    coords = _unravel(voxel_index, spatial)  # (P, N)
     index = voxel_box[:, None].expand_as(coords)
     big = max(spatial)
     lo = coords.new_full((num_boxes, len(spatial)), big).scatter_reduce(0, index, coords, "amin")
@@ -162,9 +174,7 @@ def boxes_from_ids(ids: torch.Tensor) -> BoxTable:
     return BoxTable(keys // radix, lo, hi, counts[keys], voxel_row, voxel_index, voxel_box)
 
 
-def segment_sums(
-    voxel_values: torch.Tensor, table: BoxTable, spatial: Sequence[int], width: int = 5
-) -> torch.Tensor:
+def segment_sums(voxel_values: torch.Tensor, table: BoxTable, spatial: Sequence[int], width: int = 5) -> torch.Tensor:
     """The sums of the tightness segments of :func:`box_segments` over the voxels of each box, in its order.
 
     Every voxel of a box lies in one band per axis, ``(coordinate − lo) // width`` along it, so the
@@ -193,15 +203,10 @@ def segment_sums(
         [15.0, 21.0, 21.0, 15.0]
     """
     width = int(width)
-    num_boxes, dims = table.lo.shape
-    counts = ((table.hi - table.lo + width - 1) // width).long()  # (G, N) bands per box and axis
-    first = (torch.cumsum(counts.reshape(-1), 0) - counts.reshape(-1)).reshape(num_boxes, dims)
-    coords, rest = [], table.voxel_index
-    for size in reversed(list(spatial)):  # unravel, last axis first (N ≤ 3 steps)
-        coords.append(rest % size)
-        rest = rest // size
-    coords = torch.stack(coords[::-1], dim=1)  # (P, N)
+    dims = table.lo.shape[1]
+    counts, first = _band_offsets(table.lo, table.hi, width)
     box = table.voxel_box
+    coords = _unravel(table.voxel_index, spatial)  # (P, N)
     segment = first[box] + torch.div(coords - table.lo[box], width, rounding_mode="floor")  # (P, N)
     dtype = torch.float64 if math.prod(spatial) > 2**17 or voxel_values.dtype == torch.float64 else torch.float32
     sums = torch.zeros(int(counts.sum()), dtype=dtype, device=voxel_values.device)
