@@ -5,11 +5,11 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
-import numpy as np
 import torch
 from monai.data import MetaTensor
-from monai.transforms import Randomizable, apply_transform
-from torch.utils.data import Dataset
+from monai.transforms import apply_transform
+
+from wss_monai.data.seeded import SeededTransformDataset
 
 __all__ = ["HeldVolumes", "VolumeSliceDataset"]
 
@@ -18,7 +18,7 @@ def _plain(value: Any) -> Any:
     return value.as_tensor() if isinstance(value, MetaTensor) else value
 
 
-class HeldVolumes(Dataset, Randomizable):
+class HeldVolumes(SeededTransformDataset):
     """Base of the datasets that read each volume of ``volumes`` once and serve items cut from them.
 
     Holds the volumes, the key lists and the seeded ``transform``; checks that a volume has its keys
@@ -51,15 +51,6 @@ class HeldVolumes(Dataset, Randomizable):
 
     def __len__(self) -> int:
         return len(self.index)
-
-    def set_random_state(self, seed: int | None = None, state: np.random.RandomState | None = None):
-        super().set_random_state(seed, state)
-        if isinstance(self.transform, Randomizable):
-            self.transform.set_random_state(seed, state)
-        return self
-
-    def randomize(self, data: Any = None) -> None:
-        pass
 
     def finish_item(self, v: int, item: dict) -> dict:
         """``item`` with volume ``v``'s ``volume_keys`` and ``volume_index``, through ``transform``."""

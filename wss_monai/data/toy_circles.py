@@ -48,8 +48,9 @@ from typing import Any, NamedTuple
 
 import numpy as np
 import torch
-from monai.transforms import Randomizable, apply_transform
-from torch.utils.data import Dataset
+from monai.transforms import apply_transform
+
+from wss_monai.data.seeded import SeededTransformDataset
 
 __all__ = ["TwoCircles", "TwoCirclesDataset", "load_two_circles", "main", "make_two_circles", "write_two_circles"]
 
@@ -318,7 +319,7 @@ def write_two_circles(
     return paths
 
 
-class TwoCirclesDataset(Dataset, Randomizable):
+class TwoCirclesDataset(SeededTransformDataset):
     """The two-circles images as dataset items, for the training loop.
 
     Each item is a dict of tensors: ``image`` ``(1, H, W)`` float32, ``label`` ``(1, H, W)`` int64,
@@ -356,15 +357,6 @@ class TwoCirclesDataset(Dataset, Randomizable):
 
     def __len__(self) -> int:
         return len(self.data.images)
-
-    def set_random_state(self, seed: int | None = None, state: np.random.RandomState | None = None):
-        super().set_random_state(seed, state)
-        if isinstance(self.transform, Randomizable):
-            self.transform.set_random_state(seed, state)
-        return self
-
-    def randomize(self, data: Any = None) -> None:
-        """No-op: the draws are made by the item transform."""
 
     def __getitem__(self, i: int) -> dict:
         item = {
