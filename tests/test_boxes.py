@@ -416,6 +416,30 @@ def test_log_form_of_the_lower_size_bound_by_hand_and_its_gradient_where_the_cla
                 assert inside.abs().max() <= plain_gradient
 
 
+def test_log_form_from_the_box_sums_equals_the_log_sum_exp_where_the_softmax_underflows():
+    # float32, logit gap 200: class 1's softmax is 0 in its box, so log Σ S comes from the log-softmax;
+    # float64 holds e^-200 and takes it from the box's summed softmax: both give one value and gradient
+    ids = torch.zeros(2, 2, 6, 6)
+    ids[:, 0, 0:3, 0:4] = 1
+    ids[:, 1, 2:6, 1:5] = 1
+    ids[1, 1, 0:2, 5:6] = 2
+    logits = torch.randn(2, 3, 6, 6, generator=torch.Generator().manual_seed(0))
+    logits[0, 0, 0:3, 0:4] = 200.0
+    loss = BoxConstraintLoss(
+        terms=["size"], epsilon=[0.7, 0.6], log_size=True, size_less_classes=[[], [1]], mode="log_barrier", t=5.0
+    )
+    values, gradients = [], []
+    for dtype in (torch.float32, torch.float64):
+        x = logits.to(dtype).requires_grad_(True)
+        value = loss(x, {"box_ids": ids})
+        (gradient,) = torch.autograd.grad(value, x)
+        values.append(value.double())
+        gradients.append(gradient.double())
+    assert torch.isfinite(values[0]) and torch.isfinite(gradients[0]).all()
+    torch.testing.assert_close(values[0], values[1], rtol=1e-5, atol=1e-4)
+    torch.testing.assert_close(gradients[0], gradients[1], rtol=1e-4, atol=1e-6)
+
+
 def test_size_bound_of_a_box_that_encloses_another_class_by_hand():
     ids = torch.zeros(1, 2, 4, 4)
     ids[0, 0, 0:2, 0:2] = 1  # class 1 (a ring): a 4-voxel box

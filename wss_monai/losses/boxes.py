@@ -18,7 +18,8 @@ With ``S_k`` the softmax of class k and the boxes of class k read from the batch
   the bound, but where class k has all but vanished from its box (``S_k ≈ 0`` there) the gradient of
   the plain form, scaled by ``S_k (1 - S_k)`` at every voxel, vanishes with it, while the log form's
   is scaled by ``S_k (1 - S_k) / Σ S_k`` and stays of order ``ε (1 - S_k)`` per voxel (``log Σ S_k``
-  is a log-sum-exp of the log-softmax, finite even where the softmax underflows). With ``size_classes``
+  is taken from the box's summed softmax, or, where that sum nears the dtype's smallest normal number, as
+  a log-sum-exp of the log-softmax, finite even where the softmax underflows). With ``size_classes``
   a box of class k bounds the summed probability of several classes, ``Σ_{p∈I} Σ_{j∈U_k} S_j(p)``:
   the box of a ring holds the structure it encloses too (the myocardium's box is the epicardium's, a
   disc that holds the left ventricle's cavity; a tumour's box holds its core). With
@@ -170,8 +171,7 @@ class BoxConstraintLoss(WeakLoss):
         if tuple(ids.shape) != expected:
             raise ValueError(f"{self.key!r} must have shape {expected} (B, C', *spatial), got {tuple(ids.shape)}")
         scores = logits.float() if logits.dtype != torch.float64 else logits
-        log_probs = torch.log_softmax(scores, 1) if self.log_size and "size" in self.terms else None
-        all_probs = torch.softmax(scores, dim=1) if log_probs is None else log_probs.exp()
+        all_probs = torch.softmax(scores, dim=1)
         probs = all_probs[:, classes]
         rows = probs.reshape(num_images * len(classes), *logits.shape[2:])
         values = {}
@@ -202,7 +202,10 @@ class BoxConstraintLoss(WeakLoss):
                     enclosed = self._enclosed_count(ids, classes, table, count.dtype, at_boxes)
                     lower = (lower - enclosed).clamp_min(0.0)
                 bound = self._box_epsilon(table.row, len(classes), inside) * lower
-                if log_probs is not None:
+                if self.log_size and not self._underflows(inside):
+                    below = self._log_lower_bound_of_sums(inside, bound)
+                elif self.log_size:  # a class has all but left a box: log Σ S from the log-softmax
+                    log_probs = torch.log_softmax(scores, 1)
                     if members is None:
                         log_rows = log_probs[:, classes]
                     else:
@@ -288,6 +291,22 @@ class BoxConstraintLoss(WeakLoss):
         """``(B, C', *spatial)``: ``log Σ_{j∈U} S_j`` per constrained class, a log-sum-exp of the log-softmax."""
         mask = torch.log(members.to(log_probs.dtype)).reshape(1, *members.shape, *([1] * (log_probs.ndim - 2)))
         return torch.logsumexp(log_probs.unsqueeze(1) + mask, dim=2)
+
+    @staticmethod
+    def _underflows(inside: torch.Tensor) -> bool:
+        """Whether a box's summed softmax is too small for ``log Σ S`` from the sum: under ``tiny / eps`` of its dtype.
+
+        Above it, the voxels whose softmax underflowed to 0 would have added less than ``eps`` of the sum.
+        """
+        info = torch.finfo(inside.dtype)
+        return bool((inside.detach() < info.tiny / info.eps).any())
+
+    @staticmethod
+    def _log_lower_bound_of_sums(inside: torch.Tensor, bound: torch.Tensor | float) -> torch.Tensor:
+        """``b (log b - log Σ_{p∈I} S)`` per box from its summed softmax ``inside``; ``-Σ S`` where ``b = 0``."""
+        bound = torch.as_tensor(bound, dtype=inside.dtype, device=inside.device).expand_as(inside)
+        tiny = torch.finfo(inside.dtype).tiny
+        return torch.where(bound > 0, bound * (torch.log(bound.clamp_min(tiny)) - torch.log(inside)), -inside)
 
     @staticmethod
     def _log_lower_bound(log_voxels: torch.Tensor, table, bound: torch.Tensor | float) -> torch.Tensor:

@@ -64,6 +64,7 @@ class BoxTable(NamedTuple):
         count: number of voxels carrying the box's id ``(G,)`` (its area |Ω_I|).
         voxel_row, voxel_index, voxel_box: for every voxel inside a box, its row, its flat spatial
             index and its box ``(P,)``.
+        voxel_coords: for every voxel inside a box, its coordinates ``(P, N)``.
     """
 
     row: torch.Tensor
@@ -73,6 +74,7 @@ class BoxTable(NamedTuple):
     voxel_row: torch.Tensor
     voxel_index: torch.Tensor
     voxel_box: torch.Tensor
+    voxel_coords: torch.Tensor
 
 
 def _check_pair(lo: torch.Tensor, hi: torch.Tensor) -> None:
@@ -157,7 +159,7 @@ def boxes_from_ids(ids: torch.Tensor) -> BoxTable:
     spatial = ids.shape[2:]
     flat = ids.detach().reshape(ids.shape[0] * ids.shape[1], -1)
     voxel_row, voxel_index = (flat > 0.5).nonzero(as_tuple=True)  # ids are integers (stored as float or int)
-    values = flat[voxel_row, voxel_index]
+    values = flat.reshape(-1).index_select(0, voxel_row * flat.shape[1] + voxel_index)
     values = (values.round() if values.is_floating_point() else values).long()
     radix = int(values.max()) + 1 if values.numel() else 1
     counts = torch.bincount(voxel_row * radix + values, minlength=flat.shape[0] * radix)  # O(P), no sort
@@ -171,7 +173,7 @@ def boxes_from_ids(ids: torch.Tensor) -> BoxTable:
     big = max(spatial)
     lo = coords.new_full((num_boxes, len(spatial)), big).scatter_reduce(0, index, coords, "amin")
     hi = coords.new_full((num_boxes, len(spatial)), -1).scatter_reduce(0, index, coords, "amax") + 1
-    return BoxTable(keys // radix, lo, hi, counts[keys], voxel_row, voxel_index, voxel_box)
+    return BoxTable(keys // radix, lo, hi, counts[keys], voxel_row, voxel_index, voxel_box, coords)
 
 
 def segment_sums(voxel_values: torch.Tensor, table: BoxTable, spatial: Sequence[int], width: int = 5) -> torch.Tensor:
@@ -186,7 +188,7 @@ def segment_sums(voxel_values: torch.Tensor, table: BoxTable, spatial: Sequence[
     Args:
         voxel_values: one value per voxel of ``table`` ``(P,)``, in the order of ``table.voxel_index``.
         table: the boxes (:func:`boxes_from_ids`).
-        spatial: the spatial shape of the maps, to unravel ``table.voxel_index``.
+        spatial: the spatial shape of the maps (float64 sums above 2¹⁷ voxels).
         width: band width ``w``.
 
     Returns:
@@ -206,8 +208,7 @@ def segment_sums(voxel_values: torch.Tensor, table: BoxTable, spatial: Sequence[
     dims = table.lo.shape[1]
     counts, first = _band_offsets(table.lo, table.hi, width)
     box = table.voxel_box
-    coords = _unravel(table.voxel_index, spatial)  # (P, N)
-    segment = first[box] + torch.div(coords - table.lo[box], width, rounding_mode="floor")  # (P, N)
+    segment = first[box] + torch.div(table.voxel_coords - table.lo[box], width, rounding_mode="floor")  # (P, N)
     dtype = torch.float64 if math.prod(spatial) > 2**17 or voxel_values.dtype == torch.float64 else torch.float32
     sums = torch.zeros(int(counts.sum()), dtype=dtype, device=voxel_values.device)
     expanded = voxel_values.to(dtype)[:, None].expand(-1, dims)
