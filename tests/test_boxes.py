@@ -522,6 +522,23 @@ def test_size_bound_of_a_ring_counts_its_box_less_the_enclosed_boxes_by_hand():
         BoxConstraintLoss(terms=["size"], size_less_classes=[[2]])(logits, {"box_ids": ids})
     with pytest.raises(ValueError, match=r"size_less_classes must give, per constrained class, a list.*got \[2, 3\]"):
         BoxConstraintLoss(size_less_classes=[2, 3])
+    # the upper bound on the box less the enclosed boxes too, per class: u (16 - 4) = 0.9 · 12 against 16/3;
+    # 0.9 · (9 - 1); the class-2 boxes keep their whole box, u = 1
+    upper_ring = BoxConstraintLoss(
+        terms=["size"], epsilon=0.75, upper=[0.9, 1.0], size_less_classes=[[2], []], size_less_upper=True
+    )
+    z = upper_ring.constraint_values(logits, {"box_ids": ids})["size"][0]
+    expected_upper = [16 / 3 - 0.9 * 12, 4 / 3 - 4, 3.0 - 0.9 * 8, 3.0 - 9]
+    torch.testing.assert_close(z, torch.tensor(expected_lower + expected_upper, dtype=torch.float64))
+    assert torch.autograd.gradcheck(lambda x: upper_ring(x, {"box_ids": ids}), (grad_logits,))
+    with pytest.raises(ValueError, match=r"size_less_upper needs size_less_classes"):
+        BoxConstraintLoss(size_less_upper=True)
+    with pytest.raises(ValueError, match=r"upper must lie in \[epsilon, 1\] per class, got epsilon \[0.5, 0.8\]"):
+        BoxConstraintLoss(epsilon=[0.5, 0.8], upper=[0.9, 0.7])
+    with pytest.raises(ValueError, match=r"upper must give one value, or one per class as epsilon \[0.5, 0.8\] does"):
+        BoxConstraintLoss(epsilon=[0.5, 0.8], upper=[0.9, 0.9, 1.0])
+    with pytest.raises(ValueError, match=r"upper gives 3 values \[0.9, 0.9, 1.0\] for 2 constrained classes"):
+        BoxConstraintLoss(upper=[0.9, 0.9, 1.0])(logits, {"box_ids": ids})
 
 
 def test_size_bound_less_the_margin_by_hand():

@@ -241,29 +241,31 @@ def test_size_bound_over_enclosed_classes_reaches_the_loss(tmp_path):
     torch.testing.assert_close(z, expected)
 
 
-def test_ring_size_bound_less_the_enclosed_boxes_reaches_the_loss(tmp_path):
+def test_ring_size_bounds_less_the_enclosed_boxes_reach_the_loss(tmp_path):
     root = make_cardiac_phantoms(tmp_path / "acdc", num_patients=3, seed=0, shape=(32, 32), num_slices=(3, 4))
     common = {"dataset_dir": str(root), "output_dir": str(tmp_path / "out"), "num_validation": 1, "spatial_size": 32}
-    parser = config_parser(bundle_configs("acdc", BOXES), box_size_less_classes=[[], [3], []], **common)
+    overrides = {"box_size_less_classes": [[], [3], []], "box_upper": [1.0, 0.9, 1.0], "box_size_less_upper": True}
+    parser = config_parser(bundle_configs("acdc", BOXES), **overrides, **common)
     batch = next(iter(parser.get_parsed_content("train#dataloader")))
     term = parser.get_parsed_content("train#loss").terms["boxes"]
-    assert term.size_less_classes == [[], [3], []]
+    assert term.size_less_classes == [[], [3], []] and term.upper == [1.0, 0.9, 1.0] and term.size_less_upper
     logits = torch.zeros(batch["box_ids"].shape[0], 4, *batch["box_ids"].shape[2:])  # S = 1/4
     z = term.constraint_values(logits, batch)["size"][0]
-    alone = BoxConstraintLoss(terms=["size"]).constraint_values(logits, batch)["size"][0]
     ids = batch["box_ids"].numpy()
     table = boxes_from_ids(batch["box_ids"])
-    expected = alone.clone()
+    num_boxes = table.row.numel()
+    expected = torch.zeros(2 * num_boxes)
     enclosing = 0
     for box, (row, lo, hi) in enumerate(zip(table.row.tolist(), table.lo.tolist(), table.hi.tolist())):
-        image, channel = divmod(row, 3)
-        if channel != 1:  # only the MYO's boxes (channel 1 of RV, MYO, LV) lose the LV's boxes
-            continue
-        inside = tuple(slice(a, b) for a, b in zip(lo, hi))
-        lv_voxels = int((ids[image, 2][inside] > 0).sum())
-        enclosing += lv_voxels > 0
         n = int(table.count[box])
-        expected[box] = max(0.5 * (n - lv_voxels), 0.0) - n / 4
+        image, channel = divmod(row, 3)
+        lv_voxels = 0
+        if channel == 1:  # only the MYO's boxes (channel 1 of RV, MYO, LV) lose the LV's boxes
+            inside = tuple(slice(a, b) for a, b in zip(lo, hi))
+            lv_voxels = int((ids[image, 2][inside] > 0).sum())
+            enclosing += lv_voxels > 0
+        expected[box] = max(0.5 * (n - lv_voxels), 0.0) - n / 4  # ε 0.5 of the box less the LV's
+        expected[num_boxes + box] = n / 4 - (0.9 if channel == 1 else 1.0) * (n - lv_voxels)
     assert enclosing > 0  # the phantoms' MYO boxes hold their LV's
     torch.testing.assert_close(z, expected)
 
