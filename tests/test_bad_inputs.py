@@ -159,7 +159,7 @@ def test_reader_names_the_bad_file(reader, defect, phantom_trees, tmp_path):
 # ---------------------------------------------------------------- command-line overrides
 
 FILES = {"max_epochs": 50, "learning_rate": 0.0005, "max_train_volumes": None, "batch_size": 16,
-         "train": {"optimizer": {"lr": 0.001}}, "box_epsilon": 0.5}  # fmt: skip
+         "train": {"optimizer": {"lr": 0.001}}, "box_epsilon": 0.5, "box_upper": 1.0}  # fmt: skip
 
 
 @pytest.mark.parametrize(
@@ -179,6 +179,7 @@ FILES = {"max_epochs": 50, "learning_rate": 0.0005, "max_train_volumes": None, "
             ValueError,
             r"--box_epsilon must be a number or a list of numbers, one per class",
         ),
+        ({"box_upper": [0.9, True]}, ValueError, r"--box_upper must be a number or a list of numbers, one per class"),
     ],
 )
 def test_bad_override_is_named(overrides, error, pattern):
@@ -195,6 +196,7 @@ def test_several_bad_overrides_are_all_named():
 def test_good_overrides_pass():
     check_overrides({"max_epochs": 3, "learning_rate": 1, "max_train_volumes": None, "train#optimizer#lr": 0.1}, FILES)
     check_overrides({"box_epsilon": [0.5, 0.25, 0.5]}, FILES)  # one lower size bound per class
+    check_overrides({"box_upper": [1.0, 0.87, 1.0]}, FILES)  # one upper size bound per class
 
 
 # ---------------------------------------------------------------- the run-folder lock
