@@ -197,6 +197,7 @@ def test_good_overrides_pass():
     check_overrides({"max_epochs": 3, "learning_rate": 1, "max_train_volumes": None, "train#optimizer#lr": 0.1}, FILES)
     check_overrides({"box_epsilon": [0.5, 0.25, 0.5]}, FILES)  # one lower size bound per class
     check_overrides({"box_upper": [1.0, 0.87, 1.0]}, FILES)  # one upper size bound per class
+    check_overrides({"box_ellipse_epsilon": [0.0, 0.91, 0.84]}, {"box_ellipse_epsilon": None})  # null by default
 
 
 # ---------------------------------------------------------------- the run-folder lock

@@ -541,6 +541,67 @@ def test_size_bound_of_a_ring_counts_its_box_less_the_enclosed_boxes_by_hand():
         BoxConstraintLoss(upper=[0.9, 0.9, 1.0])(logits, {"box_ids": ids})
 
 
+def test_inscribed_ellipse_bound_by_hand_in_2d_and_3d():
+    ids = torch.zeros(1, 2, 7, 8)
+    ids[0, 0, 0:5, 0:5] = 1  # class 1: a 5 x 5 box, centre (2, 2), semi-axes 2.5: its 4 corners lie outside, 21 in
+    ids[0, 1, 3:7, 2:8] = 1  # class 2: a 4 x 6 box, centre (4.5, 4.5), semi-axes (2, 3): rows 3 and 6 keep their
+    # 4 middle voxels ((±0.75)² + (±0.5)² <= 1), rows 4 and 5 all 6: 20 in
+    logits = torch.zeros(1, 3, 7, 8, dtype=torch.float64)  # S = 1/3
+    loss = BoxConstraintLoss(terms=["size"], ellipse_epsilon=0.9, mode="penalty")
+    z = loss.constraint_values(logits, {"box_ids": ids})["size"][0]
+    plain = BoxConstraintLoss(terms=["size"], mode="penalty").constraint_values(logits, {"box_ids": ids})["size"][0]
+    torch.testing.assert_close(z[:4], plain)  # the box-size bounds first, as without the ellipse
+    torch.testing.assert_close(z[4:], torch.tensor([0.9 * 21 - 21 / 3, 0.9 * 20 - 20 / 3], dtype=torch.float64))
+    # per class, ε 0 drops the class; the ellipse of class 1's box counts S_1 + S_2, in log form
+    union = BoxConstraintLoss(
+        terms=["size"], ellipse_epsilon=[0.9, 0.0], ellipse_classes=[[1, 2], [2]], log_size=True, mode="penalty"
+    )
+    z = union.constraint_values(logits, {"box_ids": ids})["size"][0]
+    assert z.shape == (5,)
+    torch.testing.assert_close(z[4], torch.tensor(0.9 * 21 * math.log(0.9 * 21 / (21 * 2 / 3)), dtype=torch.float64))
+    grad_logits = torch.randn(1, 3, 7, 8, dtype=torch.float64, requires_grad=True)
+    for term in (loss, union):
+        assert torch.autograd.gradcheck(lambda x, term=term: term(x, {"box_ids": ids}), (grad_logits,))
+    # 3D: a 3 x 3 x 3 box, semi-axes 1.5: the 8 corners ((±1/1.5)² x 3 > 1) lie outside, 19 in
+    ids3 = torch.zeros(1, 1, 4, 4, 4)
+    ids3[0, 0, 1:4, 0:3, 1:4] = 1
+    z = BoxConstraintLoss(terms=["size"], ellipse_epsilon=0.5, mode="penalty").constraint_values(
+        torch.zeros(1, 2, 4, 4, 4), {"box_ids": ids3}
+    )["size"][0]
+    torch.testing.assert_close(z[2:], torch.tensor([0.5 * 19 - 19 / 2]))
+    with pytest.raises(
+        ValueError, match=r"ellipse_epsilon must lie in \[0, 1\] \(one value or one per class\), got 1.5"
+    ):
+        BoxConstraintLoss(ellipse_epsilon=1.5)
+    with pytest.raises(
+        ValueError, match=r"ellipse_classes of class 2 must hold 2 itself and channels below 3, got \[1\]"
+    ):
+        BoxConstraintLoss(ellipse_epsilon=0.5, ellipse_classes=[[1], [1]])(logits, {"box_ids": ids})
+    with pytest.raises(ValueError, match=r"ellipse_epsilon gives 3 values \[0.5, 0.5, 0.5\] for 2 constrained classes"):
+        BoxConstraintLoss(ellipse_epsilon=[0.5, 0.5, 0.5])(logits, {"box_ids": ids})
+
+
+def test_inscribed_ellipse_log_bound_stays_finite_where_the_softmax_underflows():
+    ids = torch.zeros(1, 1, 5, 5)
+    ids[0, 0, 0:5, 0:5] = 1
+    logits = torch.zeros(1, 2, 5, 5)
+    logits[0, 0] = 200.0  # float32: S_1 = 0 everywhere; float64 keeps e^-200
+    loss = BoxConstraintLoss(terms=["size"], ellipse_epsilon=0.9, log_size=True, mode="log_barrier", t=5.0)
+    values, gradients = [], []
+    for dtype in (torch.float32, torch.float64):
+        x = logits.to(dtype).requires_grad_(True)
+        value = loss(x, {"box_ids": ids})
+        (gradient,) = torch.autograd.grad(value, x)
+        values.append(value.double())
+        gradients.append(gradient.double())
+    assert torch.isfinite(values[0]) and torch.isfinite(gradients[0]).all()
+    torch.testing.assert_close(values[0], values[1], rtol=1e-5, atol=1e-3)
+    torch.testing.assert_close(gradients[0], gradients[1], rtol=1e-4, atol=1e-6)
+    # the ellipse's 21 voxels get its gradient, the 4 corners only the box-size bound's
+    corner, centre = gradients[1][0, 1, 0, 0], gradients[1][0, 1, 2, 2]
+    assert centre < corner < 0
+
+
 def test_size_bound_less_the_margin_by_hand():
     ids = torch.zeros(2, 1, 8, 8)
     ids[0, 0, 0:6, 0:4] = 1  # image 0: a 6 x 4 box drawn with margin (1, 1): tight box 4 x 2 = 8 voxels

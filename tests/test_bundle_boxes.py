@@ -270,6 +270,32 @@ def test_ring_size_bounds_less_the_enclosed_boxes_reach_the_loss(tmp_path):
     torch.testing.assert_close(z, expected)
 
 
+def test_inscribed_ellipse_bounds_reach_the_loss(tmp_path):
+    root = make_cardiac_phantoms(tmp_path / "acdc", num_patients=3, seed=0, shape=(32, 32), num_slices=(3, 4))
+    common = {"dataset_dir": str(root), "output_dir": str(tmp_path / "out"), "num_validation": 1, "spatial_size": 32}
+    overrides = {"box_ellipse_epsilon": [0.0, 0.9, 0.8], "box_ellipse_classes": [[1], [2, 3], [3]]}
+    parser = config_parser(bundle_configs("acdc", BOXES), **overrides, **common)
+    batch = next(iter(parser.get_parsed_content("train#dataloader")))
+    term = parser.get_parsed_content("train#loss").terms["boxes"]
+    logits = torch.zeros(batch["box_ids"].shape[0], 4, *batch["box_ids"].shape[2:])  # S = 1/4
+    z = term.constraint_values(logits, batch)["size"][0]
+    table = boxes_from_ids(batch["box_ids"])
+    num_boxes = table.row.numel()
+    ids = batch["box_ids"].numpy()
+    expected = []
+    for row, lo, hi in zip(table.row.tolist(), table.lo.tolist(), table.hi.tolist()):
+        image, channel = divmod(row, 3)
+        if channel == 0:  # the RV: ε 0, no ellipse bound
+            continue
+        grid = np.meshgrid(*(np.arange(a, b) for a, b in zip(lo, hi)), indexing="ij")
+        offset = sum((((g - (a + b - 1) / 2) / ((b - a) / 2)) ** 2) for g, a, b in zip(grid, lo, hi))
+        inside = (offset <= 1) & (ids[image, channel][tuple(slice(a, b) for a, b in zip(lo, hi))] > 0)
+        share = 0.5 if channel == 1 else 0.25  # the MYO's ellipse counts S_MYO + S_LV
+        expected.append((0.9 if channel == 1 else 0.8) * inside.sum() - share * inside.sum())
+    assert z.shape[0] == 2 * num_boxes + len(expected) and expected
+    torch.testing.assert_close(z[2 * num_boxes :], torch.tensor(expected, dtype=z.dtype))
+
+
 @pytest.mark.parametrize("whole_volumes", [False, True], ids=["2d", "3d"])
 def test_size_bound_less_the_margin_reaches_the_loss_in_2d_and_3d(whole_volumes, tmp_path):
     root = make_cardiac_phantoms(tmp_path / "acdc", num_patients=3, seed=0, shape=(32, 32), num_slices=(3, 4))

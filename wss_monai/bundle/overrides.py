@@ -53,7 +53,7 @@ OPTIONAL_INTS = ("max_train_volumes", "crf_stop_epochs")
 """Ids that are ``null`` in the files and take an integer or null."""
 OPTIONAL_POSITIVE = ("time_budget_minutes",)
 """Ids that are ``null`` in the files and take a positive number or null."""
-PER_CLASS = ("box_epsilon", "box_upper")
+PER_CLASS = ("box_epsilon", "box_upper", "box_ellipse_epsilon")
 """Number ids that also take a list of numbers, one per class."""
 
 _WORKFLOW_ARGUMENTS = frozenset(inspect.signature(ConfigWorkflow.__init__).parameters) - {"self", "override"}
