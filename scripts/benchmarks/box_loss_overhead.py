@@ -1,11 +1,12 @@
 """What the box losses add to a training step of the acdc bundle's reference network, with ~1,000 segments per batch.
 
 One training step (forward, loss, backward, AdamW step) of the bundle's 2D U-Net (its training config's
-``network_def``) on a batch of 16 images of 128² with 4 classes, for four losses side by side in one run:
+``network_def``) on a batch of 16 images of 128² with 4 classes, for five losses side by side in one run:
 full supervision (MONAI ``DiceCELoss``, the reference), the masked cross-entropy baseline on the boxes, the
 box prior (tightness, emptiness and box size through the log-barrier,
 :class:`wss_monai.losses.BoxConstraintLoss`), and the box prior with the best ACDC setting of
-``docs/boxes.md`` (the lower size bound in log form, the MYO's on its box less the LV's). The variants
+``docs/boxes.md`` (the lower size bound in log form, the MYO's on its box less the LV's), with and without
+the bounds on the boxes' inscribed ellipses. The variants
 alternate round by round (the order rotated each round); each gets its median step time and its ratio to
 full supervision, the median over rounds of the ratio within a round (target for the prior: ≤ 1.05), plus
 the loss alone (forward + backward on fixed logits) and that cost as a share of the reference step. Each is
@@ -59,9 +60,13 @@ def make_batch(batch_size: int, size: int, num_classes: int, seed: int = 0) -> d
     }
 
 
-def ring_prior(width: int) -> BoxConstraintLoss:
-    """The best ACDC setting of docs/boxes.md: the log-form lower bound, LV 0.7, MYO 0.7 of its box less the LV's."""
-    return BoxConstraintLoss(width=width, epsilon=[0.5, 0.7, 0.7], log_size=True, size_less_classes=[[], [3], []])
+def ring_prior(width: int, ellipses: bool = False) -> BoxConstraintLoss:
+    """The ACDC settings of docs/boxes.md: the log-form lower bound, LV 0.7, MYO 0.7 of its box less the LV's,
+    and with ``ellipses`` the bounds on the boxes' inscribed ellipses (the best setting)."""
+    extra = {"ellipse_epsilon": [0.0, 0.91, 0.84], "ellipse_classes": [[1], [2, 3], [3]]} if ellipses else {}
+    return BoxConstraintLoss(
+        width=width, epsilon=[0.5, 0.7, 0.7], log_size=True, size_less_classes=[[], [3], []], **extra
+    )
 
 
 def cpu_times(network, optimizer, losses: dict, batch: dict, rounds: int, steps: int) -> dict[str, list[float]]:
@@ -117,6 +122,9 @@ def main(argv: list[str] | None = None) -> None:
         "masked CE": CompositeLoss({"masked_ce": PartialCrossEntropyLoss(key="box_target")}),
         "box prior": CompositeLoss({"boxes": {"loss": BoxConstraintLoss(width=args.width), "weight": 1e-4}}),
         "box prior, log form, ring bound": CompositeLoss({"boxes": {"loss": ring_prior(args.width), "weight": 1e-4}}),
+        "box prior, log form, ring bound, ellipses": CompositeLoss(
+            {"boxes": {"loss": ring_prior(args.width, ellipses=True), "weight": 1e-4}}
+        ),
     }
     times = time_variants(network, optimizer, losses, batch, args.rounds, args.steps)
     loss_only = loss_only_medians(network, losses, batch, args.rounds, args.steps)
