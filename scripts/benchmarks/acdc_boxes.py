@@ -237,6 +237,18 @@ METHODS = {  # configs, overrides
         [BOXES, WHOLE],
         {"box_dims": 3, "box_warmup_epochs": 3, "box_size_log": True, "box_size_less_classes": [[], [3], []]},
     ),
+    # the inscribed ellipsoids of the 3D boxes: on the training volumes the LV fills 0.45 or more of its box's in
+    # 95 %, the MYO with the LV 0.71 of the MYO's box's (medians 0.73, 0.83); the 5th percentiles rounded down to 0.05
+    "box prior 3D after masked CE, log size bound, ellipsoids": (
+        [BOXES, WHOLE],
+        {
+            "box_dims": 3,
+            "box_warmup_epochs": 3,
+            "box_size_log": True,
+            "box_ellipse_epsilon": [0.0, 0.7, 0.4],
+            "box_ellipse_classes": [[1], [2, 3], [3]],
+        },
+    ),
     "masked CE 3D": ([BOXES, WHOLE], {"box_dims": 3, "box_loss": "masked_ce"}),
     "full 3D": (["configs/supervision/full.yaml", WHOLE], {}),
 }
