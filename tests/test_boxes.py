@@ -425,19 +425,24 @@ def test_log_form_from_the_box_sums_equals_the_log_sum_exp_where_the_softmax_und
     ids[1, 1, 0:2, 5:6] = 2
     logits = torch.randn(2, 3, 6, 6, generator=torch.Generator().manual_seed(0))
     logits[0, 0, 0:3, 0:4] = 200.0
-    loss = BoxConstraintLoss(
+    ring = BoxConstraintLoss(
         terms=["size"], epsilon=[0.7, 0.6], log_size=True, size_less_classes=[[], [1]], mode="log_barrier", t=5.0
     )
-    values, gradients = [], []
-    for dtype in (torch.float32, torch.float64):
-        x = logits.to(dtype).requires_grad_(True)
-        value = loss(x, {"box_ids": ids})
-        (gradient,) = torch.autograd.grad(value, x)
-        values.append(value.double())
-        gradients.append(gradient.double())
-    assert torch.isfinite(values[0]) and torch.isfinite(gradients[0]).all()
-    torch.testing.assert_close(values[0], values[1], rtol=1e-5, atol=1e-4)
-    torch.testing.assert_close(gradients[0], gradients[1], rtol=1e-4, atol=1e-6)
+    # class 1's box counts S_1 + S_2, both 0 there in float32: a log-sum-exp over the two channels
+    union = BoxConstraintLoss(
+        terms=["size"], epsilon=[0.7, 0.6], log_size=True, size_classes=[[1, 2], [2]], mode="log_barrier", t=5.0
+    )
+    for loss in (ring, union):
+        values, gradients = [], []
+        for dtype in (torch.float32, torch.float64):
+            x = logits.to(dtype).requires_grad_(True)
+            value = loss(x, {"box_ids": ids})
+            (gradient,) = torch.autograd.grad(value, x)
+            values.append(value.double())
+            gradients.append(gradient.double())
+        assert torch.isfinite(values[0]) and torch.isfinite(gradients[0]).all()
+        torch.testing.assert_close(values[0], values[1], rtol=1e-5, atol=1e-4)
+        torch.testing.assert_close(gradients[0], gradients[1], rtol=1e-4, atol=1e-6)
 
 
 def test_size_bound_of_a_box_that_encloses_another_class_by_hand():

@@ -217,8 +217,9 @@ class BoxConstraintLoss(WeakLoss):
             raise ValueError(f"{self.key!r} must have shape {expected} (B, C', *spatial), got {tuple(ids.shape)}")
         scores = logits.float() if logits.dtype != torch.float64 else logits
         all_probs = torch.softmax(scores, dim=1)
-        probs = all_probs[:, classes]
-        rows = probs.reshape(num_images * len(classes), *logits.shape[2:])
+        contiguous = classes == list(range(classes[0], classes[0] + len(classes)))
+        probs = all_probs[:, classes[0] : classes[0] + len(classes)] if contiguous else all_probs[:, classes]
+        plane = math.prod(logits.shape[2:])
         values = {}
         if "emptiness" in self.terms:
             outside = (probs * (ids <= 0)).flatten(2).sum(-1)  # (B, C')
@@ -227,19 +228,30 @@ class BoxConstraintLoss(WeakLoss):
         if "tightness" in self.terms or "size" in self.terms:
             table = boxes_from_ids(ids)
             box_image = table.row // len(classes)
-            where = table.voxel_row * rows[0].numel() + table.voxel_index  # the boxes' voxels in the flat maps
+            where = table.voxel_row * plane + table.voxel_index  # the boxes' voxels in the flat (B·C', *spatial) maps
 
             def at_boxes(maps: torch.Tensor) -> torch.Tensor:  # (B·C', *spatial) -> (P,)
                 return maps.reshape(-1).index_select(0, where)
 
-            box_voxels = at_boxes(rows)
+            members = self._size_members(classes, num_classes, logits.device) if "size" in self.terms else None
+            channel = table.voxel_row % len(classes)
+            if members is None and (self.ellipse_epsilon is None or "size" not in self.terms):
+                box_voxels = at_boxes(probs.reshape(-1, *logits.shape[2:]))  # each box's own class
+                every = channel_values = None
+            else:  # every channel of the image at each box voxel, one gather: (P, C)
+                first = torch.div(table.voxel_row, len(classes), rounding_mode="floor") * (num_classes * plane)
+                every = (first + table.voxel_index)[:, None] + torch.arange(
+                    0, num_classes * plane, plane, device=first.device
+                )
+                channel_values = all_probs.reshape(-1).index_select(0, every.reshape(-1)).reshape(every.shape)
+                own = torch.as_tensor(classes, device=first.device).index_select(0, channel)  # each voxel's class
+                box_voxels = channel_values.gather(1, own[:, None]).squeeze(1)
             if "tightness" in self.terms:
                 seg = box_segments(table.lo, table.hi, self.width)
                 sums = segment_sums(box_voxels, table, logits.shape[2:], self.width)
                 values["tightness"] = (seg.target.to(sums.dtype) - sums, box_image[seg.box])
             if "size" in self.terms:
-                members = self._size_members(classes, num_classes, logits.device)
-                voxels = box_voxels if members is None else at_boxes(self._member_sum(all_probs, members))
+                voxels = box_voxels if members is None else (channel_values * members.index_select(0, channel)).sum(1)
                 inside = voxels.new_zeros(table.count.shape).index_add(0, table.voxel_box, voxels)
                 count = table.count.to(inside.dtype)
                 lower = count * self._inner_share(batch, table, box_image, num_images).to(count.dtype)
@@ -255,16 +267,18 @@ class BoxConstraintLoss(WeakLoss):
                 elif self.log_size:  # a class has all but left a box: log Σ S from the log-softmax
                     log_probs = torch.log_softmax(scores, 1)
                     if members is None:
-                        log_rows = log_probs[:, classes]
+                        log_voxels = at_boxes(log_probs[:, classes])
                     else:
-                        log_rows = self._member_log_sum(log_probs, members)
-                    below = self._log_lower_bound(at_boxes(log_rows), table, bound)
+                        log_values = log_probs.reshape(-1).index_select(0, every.reshape(-1)).reshape(every.shape)
+                        counted = members.index_select(0, channel) > 0
+                        log_voxels = torch.logsumexp(log_values.masked_fill(~counted, -torch.inf), dim=1)
+                    below = self._log_lower_bound(log_voxels, table.voxel_box, bound)
                 else:
                     below = bound - inside
                 above = inside - self._per_box(self.upper, "upper", table.row, len(classes), inside) * upper_area
                 z, image = torch.cat([below, above]), box_image.repeat(2)
                 if self.ellipse_epsilon is not None:
-                    in_ellipse, kept = self._ellipse_values(scores, all_probs, classes, table, at_boxes, box_voxels)
+                    in_ellipse, kept = self._ellipse_values(scores, channel_values, every, classes, table)
                     z, image = torch.cat([z, in_ellipse]), torch.cat([image, box_image[kept]])
                 values["size"] = (z, image)
         return values
@@ -337,41 +351,43 @@ class BoxConstraintLoss(WeakLoss):
         return members
 
     def _ellipse_values(
-        self, scores: torch.Tensor, all_probs: torch.Tensor, classes: list[int], table, at_boxes, box_voxels
+        self, scores: torch.Tensor, channel_values: torch.Tensor, every: torch.Tensor, classes: list[int], table
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """``(z, boxes)``: the inscribed-ellipse bounds of the boxes whose bound ``ε_E |E_I|`` is positive."""
-        box = table.voxel_box
-        lo, hi = table.lo.to(all_probs.dtype), table.hi.to(all_probs.dtype)
+        """``(z, boxes)``: the inscribed-ellipse bounds of the boxes whose bound ``ε_E |E_I|`` is positive.
+
+        ``channel_values`` ``(P, C)``: the softmax of every channel at each box voxel, gathered from the flat
+        maps at ``every`` ``(P, C)``; of those voxels, the ones in their box's ellipse are summed over the
+        class's ``ellipse_classes``.
+        """
+        num_classes, dtype = channel_values.shape[1], channel_values.dtype
+        epsilon = self._per_box(self.ellipse_epsilon, "ellipse_epsilon", table.row, len(classes), channel_values)
+        epsilon = torch.as_tensor(epsilon, dtype=dtype, device=channel_values.device).expand(table.row.shape)
+        voxel = (epsilon.index_select(0, table.voxel_box) > 0).nonzero().squeeze(1)  # the voxels of bounded boxes
+        box = table.voxel_box.index_select(0, voxel)
+        lo, hi = table.lo.to(dtype), table.hi.to(dtype)
         centre, radius = (lo + hi - 1) / 2, (hi - lo) / 2
-        offset = (table.voxel_coords.to(all_probs.dtype) - centre[box]) / radius[box]
-        inside = offset.square().sum(1) <= 1  # (P,): the voxel lies in its box's ellipse
-        members = self._members(self.ellipse_classes, "ellipse_classes", classes, all_probs.shape[1], all_probs.device)
-        voxels = box_voxels if members is None else at_boxes(self._member_sum(all_probs, members))
-        area = torch.zeros_like(table.count, dtype=all_probs.dtype).index_add(0, box, inside.to(all_probs.dtype))
-        held = torch.zeros_like(area).index_add(0, box, voxels * inside)
-        bound = self._per_box(self.ellipse_epsilon, "ellipse_epsilon", table.row, len(classes), area) * area
+        coords = table.voxel_coords.index_select(0, voxel).to(dtype)
+        offset = (coords - centre.index_select(0, box)) / radius.index_select(0, box)
+        voxel = voxel.index_select(0, (offset.square().sum(1) <= 1).nonzero().squeeze(1))  # ... in their ellipse
+        box = table.voxel_box.index_select(0, voxel)
+        groups = self.ellipse_classes or [[c] for c in classes]
+        members = self._members(groups, "ellipse_classes", classes, num_classes, channel_values.device)
+        counted = members.to(dtype).index_select(0, table.voxel_row.index_select(0, voxel) % len(classes))  # (n, C)
+        held_voxels = (channel_values.index_select(0, voxel) * counted).sum(1)
+        area = torch.zeros_like(epsilon).index_add(0, box, torch.ones_like(held_voxels))
+        held = torch.zeros_like(area).index_add(0, box, held_voxels)
+        bound = epsilon * area
         kept = (bound > 0).nonzero().squeeze(1)
         if not self.log_size:
             z = bound - held
-        elif not self._underflows(held[kept]):
+        elif not self._underflows(held.index_select(0, kept)):
             z = self._log_lower_bound_of_sums(held, bound)
-        else:  # log Σ S over the ellipse from the log-softmax, the voxels outside it at -inf
-            log_probs = torch.log_softmax(scores, 1)
-            log_rows = log_probs[:, classes] if members is None else self._member_log_sum(log_probs, members)
-            z = self._log_lower_bound(at_boxes(log_rows).masked_fill(~inside, -torch.inf), table, bound)
-        return z[kept], kept
-
-    @staticmethod
-    def _member_sum(probs: torch.Tensor, members: torch.Tensor) -> torch.Tensor:
-        """``(B·C', *spatial)``: per constrained class, the summed softmax of its member channels."""
-        summed = torch.einsum("bj...,ij->bi...", probs, members.to(probs.dtype))
-        return summed.reshape(-1, *probs.shape[2:])
-
-    @staticmethod
-    def _member_log_sum(log_probs: torch.Tensor, members: torch.Tensor) -> torch.Tensor:
-        """``(B, C', *spatial)``: ``log Σ_{j∈U} S_j`` per constrained class, a log-sum-exp of the log-softmax."""
-        mask = torch.log(members.to(log_probs.dtype)).reshape(1, *members.shape, *([1] * (log_probs.ndim - 2)))
-        return torch.logsumexp(log_probs.unsqueeze(1) + mask, dim=2)
+        else:  # log Σ S over the ellipse from the log-softmax
+            at = every.index_select(0, voxel).reshape(-1)
+            log_values = torch.log_softmax(scores, 1).reshape(-1).index_select(0, at).reshape(counted.shape)
+            log_voxels = torch.logsumexp(log_values.masked_fill(counted == 0, -torch.inf), dim=1)
+            z = self._log_lower_bound(log_voxels, box, bound)
+        return z.index_select(0, kept), kept
 
     @staticmethod
     def _underflows(inside: torch.Tensor) -> bool:
@@ -390,10 +406,10 @@ class BoxConstraintLoss(WeakLoss):
         return torch.where(bound > 0, bound * (torch.log(bound.clamp_min(tiny)) - torch.log(inside)), -inside)
 
     @staticmethod
-    def _log_lower_bound(log_voxels: torch.Tensor, table, bound: torch.Tensor | float) -> torch.Tensor:
-        """``b (log b - log Σ_{p∈I} S)`` per box from the log-softmax of its voxels; ``-Σ S`` where ``b = 0``."""
-        box = table.voxel_box
-        peak = torch.full(table.count.shape, -torch.inf, dtype=log_voxels.dtype, device=log_voxels.device)
+    def _log_lower_bound(log_voxels: torch.Tensor, box: torch.Tensor, bound: torch.Tensor) -> torch.Tensor:
+        """``b (log b - log Σ_{p∈I} S)`` per box ``(G,)`` from the log-softmax of its voxels (``box``: the box of
+        each); ``-Σ S`` where ``b = 0``."""
+        peak = torch.full(bound.shape, -torch.inf, dtype=log_voxels.dtype, device=log_voxels.device)
         peak = peak.scatter_reduce(0, box, log_voxels.detach(), "amax").clamp_min(-1e4)  # a shift, no gradient
         shifted = torch.zeros_like(peak).index_add(0, box, torch.exp(log_voxels - peak[box]))
         log_inside = peak + torch.log(shifted)
