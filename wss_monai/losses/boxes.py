@@ -235,7 +235,7 @@ class BoxConstraintLoss(WeakLoss):
 
             members = self._size_members(classes, num_classes, logits.device) if "size" in self.terms else None
             channel = table.voxel_row % len(classes)
-            if members is None and (self.ellipse_epsilon is None or "size" not in self.terms):
+            if members is None:
                 box_voxels = at_boxes(probs.reshape(-1, *logits.shape[2:]))  # each box's own class
                 every = channel_values = None
             else:  # every channel of the image at each box voxel, one gather: (P, C)
@@ -278,7 +278,7 @@ class BoxConstraintLoss(WeakLoss):
                 above = inside - self._per_box(self.upper, "upper", table.row, len(classes), inside) * upper_area
                 z, image = torch.cat([below, above]), box_image.repeat(2)
                 if self.ellipse_epsilon is not None:
-                    in_ellipse, kept = self._ellipse_values(scores, channel_values, every, classes, table)
+                    in_ellipse, kept = self._ellipse_values(scores, all_probs, box_voxels, classes, table)
                     z, image = torch.cat([z, in_ellipse]), torch.cat([image, box_image[kept]])
                 values["size"] = (z, image)
         return values
@@ -351,17 +351,17 @@ class BoxConstraintLoss(WeakLoss):
         return members
 
     def _ellipse_values(
-        self, scores: torch.Tensor, channel_values: torch.Tensor, every: torch.Tensor, classes: list[int], table
+        self, scores: torch.Tensor, all_probs: torch.Tensor, box_voxels: torch.Tensor, classes: list[int], table
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """``(z, boxes)``: the inscribed-ellipse bounds of the boxes whose bound ``ε_E |E_I|`` is positive.
 
-        ``channel_values`` ``(P, C)``: the softmax of every channel at each box voxel, gathered from the flat
-        maps at ``every`` ``(P, C)``; of those voxels, the ones in their box's ellipse are summed over the
-        class's ``ellipse_classes``.
+        ``box_voxels`` ``(P,)``: each box voxel's softmax of its own class; of the voxels in their box's
+        ellipse, those of a class whose ``ellipse_classes`` list others add those channels (gathered for
+        them alone).
         """
-        num_classes, dtype = channel_values.shape[1], channel_values.dtype
-        epsilon = self._per_box(self.ellipse_epsilon, "ellipse_epsilon", table.row, len(classes), channel_values)
-        epsilon = torch.as_tensor(epsilon, dtype=dtype, device=channel_values.device).expand(table.row.shape)
+        num_classes, dtype = all_probs.shape[1], all_probs.dtype
+        epsilon = self._per_box(self.ellipse_epsilon, "ellipse_epsilon", table.row, len(classes), all_probs)
+        epsilon = torch.as_tensor(epsilon, dtype=dtype, device=all_probs.device).expand(table.row.shape)
         voxel = (epsilon.index_select(0, table.voxel_box) > 0).nonzero().squeeze(1)  # the voxels of bounded boxes
         box = table.voxel_box.index_select(0, voxel)
         lo, hi = table.lo.to(dtype), table.hi.to(dtype)
@@ -371,9 +371,20 @@ class BoxConstraintLoss(WeakLoss):
         voxel = voxel.index_select(0, (offset.square().sum(1) <= 1).nonzero().squeeze(1))  # ... in their ellipse
         box = table.voxel_box.index_select(0, voxel)
         groups = self.ellipse_classes or [[c] for c in classes]
-        members = self._members(groups, "ellipse_classes", classes, num_classes, channel_values.device)
-        counted = members.to(dtype).index_select(0, table.voxel_row.index_select(0, voxel) % len(classes))  # (n, C)
-        held_voxels = (channel_values.index_select(0, voxel) * counted).sum(1)
+        members = self._members(groups, "ellipse_classes", classes, num_classes, all_probs.device)
+        row = table.voxel_row.index_select(0, voxel)
+        channel = row % len(classes)
+        plane = math.prod(all_probs.shape[2:])
+        pixel = torch.div(row, len(classes), rounding_mode="floor") * (
+            num_classes * plane
+        ) + table.voxel_index.index_select(0, voxel)
+        held_voxels = box_voxels.index_select(0, voxel)
+        flat = all_probs.reshape(-1)
+        for i, group in enumerate(groups):  # the other channels a class's ellipse counts (none for most)
+            for j in (j for j in group if j != classes[i]):
+                pick = (channel == i).nonzero().squeeze(1)
+                extra = flat.index_select(0, pixel.index_select(0, pick) + j * plane)
+                held_voxels = held_voxels.index_add(0, pick, extra)
         area = torch.zeros_like(epsilon).index_add(0, box, torch.ones_like(held_voxels))
         held = torch.zeros_like(area).index_add(0, box, held_voxels)
         bound = epsilon * area
@@ -382,10 +393,11 @@ class BoxConstraintLoss(WeakLoss):
             z = bound - held
         elif not self._underflows(held.index_select(0, kept)):
             z = self._log_lower_bound_of_sums(held, bound)
-        else:  # log Σ S over the ellipse from the log-softmax
-            at = every.index_select(0, voxel).reshape(-1)
-            log_values = torch.log_softmax(scores, 1).reshape(-1).index_select(0, at).reshape(counted.shape)
-            log_voxels = torch.logsumexp(log_values.masked_fill(counted == 0, -torch.inf), dim=1)
+        else:  # log Σ S over the ellipse from the log-softmax of every counted channel
+            every = pixel[:, None] + torch.arange(0, num_classes * plane, plane, device=pixel.device)  # (n, C)
+            log_values = torch.log_softmax(scores, 1).reshape(-1).index_select(0, every.reshape(-1))
+            counted = members.index_select(0, channel) > 0
+            log_voxels = torch.logsumexp(log_values.reshape(every.shape).masked_fill(~counted, -torch.inf), dim=1)
             z = self._log_lower_bound(log_voxels, box, bound)
         return z.index_select(0, kept), kept
 
