@@ -234,11 +234,10 @@ class BoxConstraintLoss(WeakLoss):
                 return maps.reshape(-1).index_select(0, where)
 
             members = self._size_members(classes, num_classes, logits.device) if "size" in self.terms else None
-            channel = table.voxel_row % len(classes)
             if members is None:
                 box_voxels = at_boxes(probs.reshape(-1, *logits.shape[2:]))  # each box's own class
-                every = channel_values = None
             else:  # every channel of the image at each box voxel, one gather: (P, C)
+                channel = table.voxel_row % len(classes)
                 first = torch.div(table.voxel_row, len(classes), rounding_mode="floor") * (num_classes * plane)
                 every = (first + table.voxel_index)[:, None] + torch.arange(
                     0, num_classes * plane, plane, device=first.device
