@@ -416,6 +416,21 @@ def test_log_form_of_the_lower_size_bound_by_hand_and_its_gradient_where_the_cla
                 assert inside.abs().max() <= plain_gradient
 
 
+def assert_float32_matches_float64(loss, logits, batch, value_atol):
+    """``loss`` and its gradient in float32 (finite) equal those in float64; returns the float64 gradient."""
+    values, gradients = [], []
+    for dtype in (torch.float32, torch.float64):
+        x = logits.to(dtype).requires_grad_(True)
+        value = loss(x, batch)
+        (gradient,) = torch.autograd.grad(value, x)
+        values.append(value.double())
+        gradients.append(gradient.double())
+    assert torch.isfinite(values[0]) and torch.isfinite(gradients[0]).all()
+    torch.testing.assert_close(values[0], values[1], rtol=1e-5, atol=value_atol)
+    torch.testing.assert_close(gradients[0], gradients[1], rtol=1e-4, atol=1e-6)
+    return gradients[1]
+
+
 def test_log_form_from_the_box_sums_equals_the_log_sum_exp_where_the_softmax_underflows():
     # float32, logit gap 200: class 1's softmax is 0 in its box, so log Σ S comes from the log-softmax;
     # float64 holds e^-200 and takes it from the box's summed softmax: both give one value and gradient
@@ -433,16 +448,7 @@ def test_log_form_from_the_box_sums_equals_the_log_sum_exp_where_the_softmax_und
         terms=["size"], epsilon=[0.7, 0.6], log_size=True, size_classes=[[1, 2], [2]], mode="log_barrier", t=5.0
     )
     for loss in (ring, union):
-        values, gradients = [], []
-        for dtype in (torch.float32, torch.float64):
-            x = logits.to(dtype).requires_grad_(True)
-            value = loss(x, {"box_ids": ids})
-            (gradient,) = torch.autograd.grad(value, x)
-            values.append(value.double())
-            gradients.append(gradient.double())
-        assert torch.isfinite(values[0]) and torch.isfinite(gradients[0]).all()
-        torch.testing.assert_close(values[0], values[1], rtol=1e-5, atol=1e-4)
-        torch.testing.assert_close(gradients[0], gradients[1], rtol=1e-4, atol=1e-6)
+        assert_float32_matches_float64(loss, logits, {"box_ids": ids}, value_atol=1e-4)
 
 
 def test_size_bound_of_a_box_that_encloses_another_class_by_hand():
@@ -592,18 +598,9 @@ def test_inscribed_ellipse_log_bound_stays_finite_where_the_softmax_underflows()
     logits = torch.zeros(1, 2, 5, 5)
     logits[0, 0] = 200.0  # float32: S_1 = 0 everywhere; float64 keeps e^-200
     loss = BoxConstraintLoss(terms=["size"], ellipse_epsilon=0.9, log_size=True, mode="log_barrier", t=5.0)
-    values, gradients = [], []
-    for dtype in (torch.float32, torch.float64):
-        x = logits.to(dtype).requires_grad_(True)
-        value = loss(x, {"box_ids": ids})
-        (gradient,) = torch.autograd.grad(value, x)
-        values.append(value.double())
-        gradients.append(gradient.double())
-    assert torch.isfinite(values[0]) and torch.isfinite(gradients[0]).all()
-    torch.testing.assert_close(values[0], values[1], rtol=1e-5, atol=1e-3)
-    torch.testing.assert_close(gradients[0], gradients[1], rtol=1e-4, atol=1e-6)
+    gradient = assert_float32_matches_float64(loss, logits, {"box_ids": ids}, value_atol=1e-3)
     # the ellipse's 21 voxels get its gradient, the 4 corners only the box-size bound's
-    corner, centre = gradients[1][0, 1, 0, 0], gradients[1][0, 1, 2, 2]
+    corner, centre = gradient[0, 1, 0, 0], gradient[0, 1, 2, 2]
     assert centre < corner < 0
 
 
