@@ -23,7 +23,7 @@ import logging
 from pathlib import Path
 
 from wss_monai.bundle import bundle_configs
-from wss_monai.utils.bundle_runs import bundle_command, run_logged
+from wss_monai.utils.bundle_runs import bundle_command, finished_run, run_logged
 
 ROOT = Path(__file__).resolve().parents[2]
 BOXES = ROOT / "configs/supervision/boxes.yaml"
@@ -58,12 +58,13 @@ def run_method(name: str, args: argparse.Namespace) -> dict:
         **({"box_epsilon": args.box_epsilon} if recipe == BOXES else {}),
         **extra,
     }
-    if not (out / "models/model_final.pt").is_file():
+    if not finished_run(out):  # finished runs are reused (as acdc_recipes.py does): delete a folder to redo it
         train = {**common, "max_epochs": args.max_epochs, "val_interval": args.max_epochs}
         run_logged(bundle_command("training", bundle_configs(args.bundle, recipe), train), out / "log.txt", cwd=ROOT)
-    evaluate = {**common, "ckpt_path": out / "models/model_final.pt"}
-    evaluation = bundle_configs(args.bundle, recipe, kind="evaluate")
-    run_logged(bundle_command("evaluating", evaluation, evaluate), out / "log.txt", cwd=ROOT)
+    if not (out / "eval/summary.json").is_file():
+        evaluate = {**common, "ckpt_path": out / "models/model_final.pt"}
+        evaluation = bundle_configs(args.bundle, recipe, kind="evaluate")
+        run_logged(bundle_command("evaluating", evaluation, evaluate), out / "log.txt", cwd=ROOT)
     return json.loads((out / "eval/summary.json").read_text())
 
 
