@@ -3,7 +3,15 @@
 from wss_monai.bundle.box_recipe import BOX_LOSSES, BOX_SOURCES, BoxRecipe, box_recipe
 from wss_monai.bundle.config_files import ENGINE_FRAGMENTS, KINDS, bundle_configs
 from wss_monai.bundle.overrides import check_overrides
-from wss_monai.bundle.recipes import CONSTRAINT_DIMS, SIZE_BOUNDS, SizeRecipe, choose, foreground_labels, size_recipe
+from wss_monai.bundle.recipes import (
+    CONSTRAINT_DIMS,
+    SIZE_BOUNDS,
+    SizeRecipe,
+    choose,
+    foreground_labels,
+    foreground_sampler,
+    size_recipe,
+)
 from wss_monai.bundle.record import (
     BEST_CHECKPOINT,
     FINAL_CHECKPOINT,
@@ -35,6 +43,7 @@ __all__ = [
     "choose",
     "find_running_parser",
     "foreground_labels",
+    "foreground_sampler",
     "record_run_config",
     "size_recipe",
     "write_json_atomic",

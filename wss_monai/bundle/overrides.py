@@ -47,6 +47,7 @@ AT_LEAST = {
     "num_workers": 0,
     "cache_rate": 0,
     "learning_rate": 0,
+    "foreground_oversample": 0,
 }
 """The smallest value each of these ids may take."""
 OPTIONAL_INTS = ("max_train_volumes", "crf_stop_epochs")

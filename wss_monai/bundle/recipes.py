@@ -22,7 +22,15 @@ from typing import Any
 
 from wss_monai.losses.constraints import CONSTRAINT_MODES, LAGRANGIAN_MODES
 
-__all__ = ["CONSTRAINT_DIMS", "SIZE_BOUNDS", "SizeRecipe", "choose", "foreground_labels", "size_recipe"]
+__all__ = [
+    "CONSTRAINT_DIMS",
+    "SIZE_BOUNDS",
+    "SizeRecipe",
+    "choose",
+    "foreground_labels",
+    "foreground_sampler",
+    "size_recipe",
+]
 
 SIZE_BOUNDS = ("individual", "common", "centroid", "tags")
 """Kinds of size bounds: the true size ± margin, one reference patient's range, individual + a centroid box,
@@ -154,3 +162,38 @@ def size_recipe(
         allowed = tuple(b for b in SIZE_BOUNDS if b != "centroid")
         raise ValueError(f"size_bounds must be one of {allowed} with hybrid_size.yaml, got 'centroid'")
     return recipe
+
+
+def foreground_sampler(dataset: Any, key: str | None, fraction: float, seed: int, batch_sampler: Any = None) -> Any:
+    """The training sampler of ``foreground_oversample``: None at 0 (plain shuffling), else a seeded
+    :class:`wss_monai.data.ForegroundOversampler` drawing that share among the items with foreground in ``key``.
+
+    Raises:
+        ValueError: ``fraction`` is not a number in [0, 1]; or it is > 0 and the recipe names no
+            ``foreground_key``, or a recipe's ``batch_sampler`` (whole volumes per batch) is set too.
+
+    Example:
+        >>> foreground_sampler(None, None, 0.0, seed=0) is None
+        True
+        >>> foreground_sampler(None, None, 1.5, seed=0)
+        Traceback (most recent call last):
+            ...
+        ValueError: foreground_oversample must be a number in [0, 1], got 1.5
+    """
+    if isinstance(fraction, bool) or not isinstance(fraction, (int, float)) or not 0 <= fraction <= 1:
+        raise ValueError(f"foreground_oversample must be a number in [0, 1], got {fraction!r}")
+    if fraction == 0:
+        return None
+    if key is None:
+        raise ValueError(
+            f"foreground_oversample {fraction} needs foreground_key, the annotation that tells foreground; "
+            "this recipe names none (with full labels: --foreground_key label)"
+        )
+    if batch_sampler is not None:
+        raise ValueError(
+            f"foreground_oversample {fraction} cannot be combined with the recipe's batch_sampler "
+            f"({type(batch_sampler).__name__}), which batches whole volumes"
+        )
+    from wss_monai.data.samplers import ForegroundOversampler
+
+    return ForegroundOversampler(dataset, key, fraction, seed=seed)

@@ -25,6 +25,7 @@ _EXPORTS = {
     "reference_size_bounds": "reference",
     "VolumeSliceDataset": "slices",
     "VolumeBatchSampler": "samplers",
+    "ForegroundOversampler": "samplers",
     "DistributedBatchSampler": "samplers",
     "WholeVolumeDataset": "volumes",
     "PadDepthCollate": "volumes",

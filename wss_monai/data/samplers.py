@@ -1,4 +1,5 @@
-"""Batches made of whole volumes, so that per-volume constraint sums see every slice, and their share per process."""
+"""Batches made of whole volumes (per-volume constraint sums see every slice), their share per process, and
+training items oversampled among those holding foreground."""
 
 from __future__ import annotations
 
@@ -8,10 +9,10 @@ from collections.abc import Iterator
 import torch
 from torch.utils.data import Sampler
 
-from wss_monai.data.slices import VolumeSliceDataset
+from wss_monai.data.slices import HeldVolumes, VolumeSliceDataset
 from wss_monai.utils.distributed import get_rank, get_world_size
 
-__all__ = ["DistributedBatchSampler", "VolumeBatchSampler"]
+__all__ = ["DistributedBatchSampler", "ForegroundOversampler", "VolumeBatchSampler"]
 
 
 class VolumeBatchSampler(Sampler[list[int]]):
@@ -154,3 +155,89 @@ class DistributedBatchSampler(Sampler[list[int]]):
         if total > len(batches):
             batches += (batches * math.ceil(total / len(batches)))[: total - len(batches)]
         yield from batches[self.rank : total : self.num_replicas]
+
+
+class ForegroundOversampler(Sampler[int]):
+    """Training items drawn so that about ``fraction`` of them hold foreground, for small or rare structures.
+
+    nnU-Net's foreground oversampling (Isensee et al., Nature Methods 2021: a third of each batch forced to
+    contain foreground), applied to the slices (or volumes) of a :class:`HeldVolumes` dataset: each of an
+    epoch's ``len(dataset)`` draws is, with probability ``fraction``, an item whose ``key`` holds a value
+    > 0 (a class of a label or scribble map, a box of a box-id map), and otherwise any item; drawn with
+    replacement. Small lesions fill a few slices of a brain volume: with plain shuffling a network sees
+    mostly empty slices and can settle on predicting none (docs/boxes.md, the lesion phantoms).
+
+    The draws of epoch ``e`` come from a generator seeded with ``seed + e``, the same on every process;
+    with ``num_replicas`` processes (``torchrun``) rank ``r`` keeps draws ``r, r + R, …`` of the epoch,
+    padded to ``R ⌈n / R⌉`` draws. Each pass advances the epoch by one; ``set_epoch(e)`` jumps to epoch
+    ``e`` (when resuming), as for :class:`VolumeBatchSampler`.
+
+    Args:
+        dataset: a :class:`HeldVolumes` dataset (:class:`VolumeSliceDataset`, ``WholeVolumeDataset``).
+        key: the annotation the foreground is read from; one of the dataset's ``image_keys``, so that a weak
+            recipe cannot steer its sampling with the full label it never trains on.
+        fraction: the probability in [0, 1] that a draw is made among the items with foreground.
+        seed: base seed of the draws.
+        num_replicas: number of processes (default: the process group's size, 1 without one).
+        rank: this process's rank (default: from the process group, 0 without one).
+
+    Raises:
+        TypeError: ``dataset`` is not a :class:`HeldVolumes` dataset.
+        KeyError: ``key`` is not one of its ``image_keys``.
+        ValueError: ``fraction`` is outside [0, 1], or it is > 0 and no item holds foreground.
+
+    Example:
+        >>> import torch
+        >>> volumes = [{"image": torch.zeros(1, 2, 2, 4), "label": torch.zeros(1, 2, 2, 4)}]
+        >>> volumes[0]["label"][0, 0, 0, 3] = 1
+        >>> dataset = VolumeSliceDataset(volumes)
+        >>> sampler = ForegroundOversampler(dataset, "label", fraction=1.0)
+        >>> list(sampler)
+        [3, 3, 3, 3]
+    """
+
+    def __init__(
+        self,
+        dataset: HeldVolumes,
+        key: str,
+        fraction: float,
+        seed: int = 0,
+        num_replicas: int | None = None,
+        rank: int | None = None,
+    ) -> None:
+        if not isinstance(dataset, HeldVolumes):
+            raise TypeError(
+                f"ForegroundOversampler needs a VolumeSliceDataset or WholeVolumeDataset, got {type(dataset).__name__}"
+            )
+        if isinstance(fraction, bool) or not 0.0 <= float(fraction) <= 1.0:
+            raise ValueError(f"foreground_oversample must be a number in [0, 1], got {fraction!r}")
+        num_replicas = get_world_size() if num_replicas is None else num_replicas
+        rank = get_rank() if rank is None else rank
+        if int(num_replicas) != num_replicas or num_replicas < 1:
+            raise ValueError(f"num_replicas must be a positive integer, got {num_replicas}")
+        if int(rank) != rank or not 0 <= rank < num_replicas:
+            raise ValueError(f"rank must be an integer in [0, {num_replicas - 1}], got {rank}")
+        self.foreground = torch.nonzero(dataset.foreground_items(key)).flatten()
+        if fraction > 0 and not len(self.foreground):
+            raise ValueError(f"foreground_oversample {fraction}: no training item holds a value > 0 in {key!r}")
+        self.size, self.key, self.fraction, self.seed = len(dataset), key, float(fraction), int(seed)
+        self.num_replicas, self.rank = int(num_replicas), int(rank)
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        """Sets the epoch whose draws the next pass uses."""
+        self.epoch = int(epoch)
+
+    def __len__(self) -> int:
+        return math.ceil(self.size / self.num_replicas)
+
+    def __iter__(self) -> Iterator[int]:
+        generator = torch.Generator().manual_seed(self.seed + self.epoch)
+        self.epoch += 1
+        total = len(self) * self.num_replicas
+        anywhere = torch.randint(self.size, (total,), generator=generator)
+        if len(self.foreground):
+            among = self.foreground[torch.randint(len(self.foreground), (total,), generator=generator)]
+            forced = torch.rand(total, generator=generator) < self.fraction
+            anywhere = torch.where(forced, among, anywhere)
+        yield from anywhere[self.rank :: self.num_replicas].tolist()

@@ -23,8 +23,9 @@ class HeldVolumes(SeededTransformDataset):
 
     Holds the volumes, the key lists and the seeded ``transform``; checks that a volume has its keys
     and a ``(C, H, W, D)`` first image key (:meth:`checked_depth`); builds an item from its arrays, the
-    ``volume_keys`` and ``volume_index`` and transforms it (:meth:`finish_item`). Subclasses set
-    ``self.index`` and ``__getitem__``.
+    ``volume_keys`` and ``volume_index`` and transforms it (:meth:`finish_item`); tells which items hold
+    foreground (:meth:`foreground_items`). Subclasses set ``self.index`` (volume indices, or
+    ``(volume, slice)`` pairs) and ``__getitem__``.
     """
 
     def __init__(
@@ -51,6 +52,22 @@ class HeldVolumes(SeededTransformDataset):
 
     def __len__(self) -> int:
         return len(self.index)
+
+    def foreground_items(self, key: str) -> torch.Tensor:
+        """``(len(self),)`` bool: which items hold a value > 0 in ``key`` (a class in a label or scribble
+        map, a box in a box-id map).
+
+        Raises:
+            KeyError: ``key`` is not one of the ``image_keys`` (only those reach the loss: another key,
+                such as the full label of a weak recipe, must not steer the sampling).
+        """
+        if key not in self.image_keys:
+            raise KeyError(f"foreground key {key!r} is not one of the keys the loss sees, {self.image_keys}")
+        per_slice = [(torch.as_tensor(volume[key]) > 0).flatten(0, -2).any(0) for volume in self.volumes]
+        return torch.tensor(
+            [bool(per_slice[e[0]][e[1]]) if isinstance(e, tuple) else bool(per_slice[e].any()) for e in self.index],
+            dtype=torch.bool,
+        )
 
     def finish_item(self, v: int, item: dict) -> dict:
         """``item`` with volume ``v``'s ``volume_keys`` and ``volume_index``, through ``transform``."""
