@@ -116,3 +116,13 @@ def test_bundle_loader_draws_the_recipes_annotation(recipe, key, tmp_path):
     with pytest.raises(Exception) as info:
         size.get_parsed_content("train#sampler")
     assert "needs foreground_key" in error_chain(info.value)
+
+
+def test_multi_gpu_config_keeps_the_oversampler(tmp_path):
+    root = make_atlas_phantoms(tmp_path / "atlas", num_cases=3, seed=1, shape=(32, 32, 14))
+    common = {"dataset_dir": str(root), "output_dir": str(tmp_path / "out"), "num_validation": 1, "spatial_size": 32}
+    configs = bundle_configs("atlas", ROOT / "configs/lesion/gdl.yaml", kind="multi_gpu_train")
+    parser = config_parser(configs, foreground_oversample=0.5, **common)
+    sampler = parser.get_parsed_content("train#sampler")  # one process without a process group: 1 replica
+    assert isinstance(sampler, ForegroundOversampler) and (sampler.num_replicas, sampler.rank) == (1, 0)
+    assert parser.get_parsed_content("train#dataloader").sampler is sampler
