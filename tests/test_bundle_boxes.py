@@ -172,6 +172,36 @@ def test_box_prior_after_a_masked_ce_warm_up_hands_the_loss_over(tmp_path):
     assert "box_warmup_epochs must be an integer >= 0, got -1" in error_chain(info.value)
 
 
+def test_masked_generalised_dice_on_the_box_target(tmp_path):
+    root = make_atlas_phantoms(tmp_path / "atlas", num_cases=3, seed=1, shape=(32, 32, 14))
+    common = {"dataset_dir": str(root), "output_dir": str(tmp_path / "out"), "num_validation": 1, "spatial_size": 32}
+    configs = bundle_configs("atlas", BOXES)
+    parser = config_parser(configs, box_loss="masked_ce", box_masked_loss="gdl", foreground_oversample=1.0, **common)
+    loss = parser.get_parsed_content("train#loss")
+    batch = next(iter(parser.get_parsed_content("train#dataloader")))
+    logits = torch.randn(batch["box_target"].shape[0], 2, 32, 32, generator=torch.Generator().manual_seed(0))
+    # by hand: w_k = 1 / (Σ one-hot_k)², Dice of the weighted sums over the batch's images, 1 - mean
+    probs, onehot = torch.softmax(logits, 1), torch.cat([batch["box_target"] == k for k in (0, 1)], 1).float()
+    w = 1.0 / onehot.sum((2, 3)) ** 2
+    w = torch.where(torch.isinf(w), torch.zeros_like(w), w)
+    w = torch.where(w == 0, w.max(1, keepdim=True).values, w)  # MONAI: an absent class gets the largest weight
+    numer = 2 * (w * (probs * onehot).sum((2, 3))).sum(1) + 1e-5
+    denom = (w * (probs + onehot).sum((2, 3))).sum(1) + 1e-5
+    values = loss(logits, batch)
+    assert torch.allclose(values["masked_ce"], (1 - numer / denom).mean(), atol=1e-5)
+    assert (batch["box_target"] == 1).flatten(1).any(1).all()  # every slice drawn holds a box (oversampling 1)
+    whole = ROOT / "configs/profiles/whole_volumes_3d.yaml"
+    for bad, message in (
+        ({"box_masked_loss": "dice"}, r"box_masked_loss must be one of \('ce', 'gdl'\), got 'dice'"),
+        ({"box_masked_loss": "gdl", "box_dims": 3}, r"box_masked_loss 'gdl' is for 2D networks"),
+    ):
+        overlays = (BOXES, whole) if "box_dims" in bad else (BOXES,)
+        parser = config_parser(bundle_configs("atlas", *overlays), box_loss="masked_ce", **bad, **common)
+        with pytest.raises(Exception) as info:
+            parser.get_parsed_content("box_recipe")
+        assert re.search(message, error_chain(info.value)), error_chain(info.value)
+
+
 def test_masked_ce_kept_beside_the_constraints_after_the_warm_up(tmp_path):
     root = make_cardiac_phantoms(tmp_path / "acdc", num_patients=3, seed=0, shape=(32, 32), num_slices=(3, 4))
     common = {"dataset_dir": str(root), "output_dir": str(tmp_path / "out"), "num_validation": 1, "spatial_size": 32}

@@ -1,6 +1,6 @@
 """Bundle runs as MONAI bundles: a run records the config it ran with, inference and export read it back."""
 
-from wss_monai.bundle.box_recipe import BOX_LOSSES, BOX_SOURCES, BoxRecipe, box_recipe
+from wss_monai.bundle.box_recipe import BOX_LOSSES, BOX_MASKED_LOSSES, BOX_SOURCES, BoxRecipe, box_recipe
 from wss_monai.bundle.config_files import ENGINE_FRAGMENTS, KINDS, bundle_configs
 from wss_monai.bundle.overrides import check_overrides
 from wss_monai.bundle.recipes import (
@@ -25,6 +25,7 @@ from wss_monai.bundle.trained_run import TrainedRun
 
 __all__ = [
     "BOX_LOSSES",
+    "BOX_MASKED_LOSSES",
     "BOX_SOURCES",
     "BoxRecipe",
     "box_recipe",

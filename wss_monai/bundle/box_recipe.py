@@ -20,11 +20,14 @@ from dataclasses import dataclass
 from wss_monai.bundle.recipes import choose
 from wss_monai.losses.boxes import BOX_MODES
 
-__all__ = ["BOX_LOSSES", "BOX_SOURCES", "BoxRecipe", "box_recipe"]
+__all__ = ["BOX_LOSSES", "BOX_MASKED_LOSSES", "BOX_SOURCES", "BoxRecipe", "box_recipe"]
 
 BOX_LOSSES = ("prior", "masked_ce", "deepcut")
 """Box supervision: the constraints of Kervadec et al. 2020, cross-entropy (inside = class, outside = background),
 or DeepCut (cross-entropy on dense-CRF proposals refreshed every few epochs)."""
+BOX_MASKED_LOSSES = ("ce", "gdl")
+"""The loss on the per-voxel box target (masked CE, the prior's warm-up, DeepCut's proposals): cross-entropy, or
+MONAI's generalised Dice (class-balanced, for lesions of a few voxels: docs/boxes.md)."""
 BOX_SOURCES = ("label", "files")
 """Where the boxes come from: the full label (tight boxes, margin, jitter), or box files (JSON or box masks)."""
 
@@ -38,6 +41,7 @@ class BoxRecipe:
     box_dims: int
     constraint_handling: str
     warmup_epochs: int = 0
+    masked_loss: str = "ce"
 
     @property
     def prior(self) -> bool:
@@ -75,6 +79,7 @@ def box_recipe(
     warmup_epochs: int = 0,
     size_less_margin: bool = False,
     masked_ce_after_warmup: float = 0.0,
+    masked_loss: str = "ce",
 ) -> BoxRecipe:
     """Checks the choices of ``boxes.yaml``.
 
@@ -83,7 +88,8 @@ def box_recipe(
             slices of a 3D box are not tight boxes of the slices), or a warm-up that is not a whole number
             of epochs >= 0 or is given to another loss than the prior, or ``box_size_less_margin`` without
             the prior or with boxes from files (their margin is not known), or a weight of the masked
-            cross-entropy after the warm-up that is negative, not finite, or given without a warm-up.
+            cross-entropy after the warm-up that is negative, not finite, or given without a warm-up, or
+            the generalised Dice on the box target of a 3D network (its depth padding is unlabelled).
     """
     if isinstance(warmup_epochs, bool) or not isinstance(warmup_epochs, int) or warmup_epochs < 0:
         raise ValueError(f"box_warmup_epochs must be an integer >= 0, got {warmup_epochs!r}")
@@ -93,7 +99,13 @@ def box_recipe(
         choose("box_dims", box_dims, (2, 3)),
         choose("box_constraint_handling", constraint_handling, BOX_MODES),
         warmup_epochs,
+        choose("box_masked_loss", masked_loss, BOX_MASKED_LOSSES),
     )
+    if recipe.masked_loss == "gdl" and int(network_dims) != 2:
+        raise ValueError(
+            "box_masked_loss 'gdl' is for 2D networks: whole volumes are padded in depth with unlabelled voxels, "
+            "which the generalised Dice cannot leave out; use 'ce'"
+        )
     if warmup_epochs and not recipe.prior:
         raise ValueError(
             f"box_warmup_epochs ({warmup_epochs}) is the masked cross-entropy warm-up of box_loss 'prior'; "
