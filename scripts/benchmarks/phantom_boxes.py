@@ -50,6 +50,14 @@ METHODS = {  # configs, overrides
     # the generalised Dice on the box target instead of cross-entropy (box_masked_loss gdl): lesions of a few voxels
     "masked GDL": (BOXES, {"box_loss": "masked_ce", "box_masked_loss": "gdl"}),
     "box prior after masked GDL": (BOXES, {"box_warmup_epochs": 5, "box_masked_loss": "gdl"}),
+    "box prior after masked GDL, log size bound": (
+        BOXES,
+        {"box_warmup_epochs": 5, "box_masked_loss": "gdl", "box_size_log": True},
+    ),
+    "box prior beside masked GDL": (
+        BOXES,
+        {"box_warmup_epochs": 5, "box_masked_loss": "gdl", "box_masked_ce_after_warmup": 1.0},
+    ),
     "DeepCut, GDL": (BOXES, {"box_loss": "deepcut", "box_masked_loss": "gdl"}),
     "box prior after masked GDL, margin 10, w 20, size less the margin": (
         BOXES,
@@ -61,6 +69,18 @@ METHODS = {  # configs, overrides
             "box_size_less_margin": True,
         },
     ),
+    "box prior beside masked GDL, margin 10, w 20, size less the margin": (
+        BOXES,
+        {
+            "box_warmup_epochs": 5,
+            "box_masked_loss": "gdl",
+            "box_masked_ce_after_warmup": 1.0,
+            "box_margin": 10,
+            "box_segment_width": 20,
+            "box_size_less_margin": True,
+        },
+    ),
+    "masked GDL, margin 10": (BOXES, {"box_loss": "masked_ce", "box_masked_loss": "gdl", "box_margin": 10}),
     "DeepCut, GDL, margin 10": (BOXES, {"box_loss": "deepcut", "box_masked_loss": "gdl", "box_margin": 10}),
 }
 logger = logging.getLogger("benchmark.phantom_boxes")
