@@ -678,3 +678,26 @@ def test_dense_crf_proposals_stay_inside_the_boxes_and_follow_the_edges():
     np.testing.assert_array_equal(labels, image[0].astype(np.int64))  # outside the box: forbidden; the dark rim: cut
     with SolverPool(dense_crf_labels, workers=0, sigma_xy=5.0, sigma_intensity=0.3) as pool:
         np.testing.assert_array_equal(pool.solve([problem])[0], labels)
+
+
+@pytest.mark.parametrize("mode", ["penalty", "log_barrier"])
+def test_term_weights_scale_each_familys_cost(mode):
+    ids = torch.zeros(2, 1, 12, 12)
+    ids[0, 0, 2:7, 3:9] = 1
+    ids[1, 0, 5:11, 1:5] = 1
+    logits = torch.randn(2, 2, 12, 12, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    batch = {"box_ids": ids}
+    alone = {
+        term: BoxConstraintLoss(terms=[term], mode=mode, reduction="none")(logits, batch)
+        for term in ("tightness", "emptiness", "size")
+    }
+    weights = {"emptiness": 0.01, "size": 3}
+    weighted = BoxConstraintLoss(mode=mode, reduction="none", term_weights=weights)(logits, batch)
+    expected = alone["tightness"] + 0.01 * alone["emptiness"] + 3 * alone["size"]
+    assert alone["emptiness"].min() > 0 and torch.allclose(weighted, expected)
+    plain = BoxConstraintLoss(mode=mode, reduction="none")(logits, batch)
+    assert torch.allclose(plain, sum(alone.values()))
+    with pytest.raises(ValueError, match=r"term_weights must map families of .* got \{'empty': 0.1\}"):
+        BoxConstraintLoss(term_weights={"empty": 0.1})
+    with pytest.raises(ValueError, match=r"term_weights must map families .* got \{'size': -1\}"):
+        BoxConstraintLoss(term_weights={"size": -1})

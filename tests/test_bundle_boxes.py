@@ -190,6 +190,10 @@ def test_masked_generalised_dice_on_the_box_target(tmp_path):
     values = loss(logits, batch)
     assert torch.allclose(values["masked_ce"], (1 - numer / denom).mean(), atol=1e-5)
     assert (batch["box_target"] == 1).flatten(1).any(1).all()  # every slice drawn holds a box (oversampling 1)
+    weighted = config_parser(configs, box_term_weights={"emptiness": 0.01}, **common)
+    assert weighted.get_parsed_content("train#loss").terms["boxes"].term_weights == {
+        "tightness": 1.0, "emptiness": 0.01, "size": 1.0
+    }  # fmt: skip
     whole = ROOT / "configs/profiles/whole_volumes_3d.yaml"
     for bad, message in (
         ({"box_masked_loss": "dice"}, r"box_masked_loss must be one of \('ce', 'gdl'\), got 'dice'"),

@@ -54,6 +54,11 @@ METHODS = {  # configs, overrides
         BOXES,
         {"box_warmup_epochs": 5, "box_masked_loss": "gdl", "box_size_log": True},
     ),
+    # the emptiness cost at 0.01: about a lesion box's voxels over the voxels outside it in a lesion slice
+    "box prior after masked GDL, emptiness 0.01": (
+        BOXES,
+        {"box_warmup_epochs": 5, "box_masked_loss": "gdl", "box_term_weights": {"emptiness": 0.01}},
+    ),
     "box prior beside masked GDL": (
         BOXES,
         {"box_warmup_epochs": 5, "box_masked_loss": "gdl", "box_masked_ce_after_warmup": 1.0},

@@ -107,6 +107,9 @@ class BoxConstraintLoss(WeakLoss):
         t: initial log-barrier ``t``.
         classes: output channels matching the map's channels; ``None``: 1..C-1.
         reduction: ``"mean"``/``"sum"`` over images of each image's summed costs, or ``"none"`` ``(B,)``.
+        term_weights: a factor on each family's summed cost, e.g. ``{"emptiness": 0.01}`` (this project's
+            addition; the paper weighs all alike): the emptiness sum runs over every voxel outside the boxes,
+            thousands for a lesion's box of 20; families not named keep 1. ``None``: all 1.
 
     Shapes:
         logits ``(B, C, H, W[, D])``; ``batch[key]`` ``(B, C', H, W[, D])``; output scalar or ``(B,)``.
@@ -143,12 +146,24 @@ class BoxConstraintLoss(WeakLoss):
         t: float = 5.0,
         classes: Sequence[int] | None = None,
         reduction: str = "mean",
+        term_weights: Mapping[str, float] | None = None,
     ) -> None:
         super().__init__(reduction=reduction)
         terms = [terms] if isinstance(terms, str) else list(terms)
         bad = [term for term in terms if term not in BOX_TERMS]
         if bad or not terms:
             raise ValueError(f"terms must be a non-empty subset of {BOX_TERMS}, got {terms}")
+        term_weights = dict(term_weights or {})
+        unknown = [name for name in term_weights if name not in BOX_TERMS]
+        bad_values = [
+            w for w in term_weights.values()
+            if isinstance(w, bool) or not isinstance(w, (int, float)) or not math.isfinite(w) or w < 0
+        ]  # fmt: skip
+        if unknown or bad_values:
+            raise ValueError(
+                f"term_weights must map families of {BOX_TERMS} to finite numbers >= 0, got {term_weights}"
+            )
+        self.term_weights = {name: float(term_weights.get(name, 1.0)) for name in BOX_TERMS}
         if isinstance(width, bool) or int(width) != width or width < 1:
             raise ValueError(f"width must be an integer >= 1, got {width!r}")
         epsilons = [float(e) for e in (epsilon if isinstance(epsilon, (list, tuple)) else [epsilon])]
@@ -462,6 +477,9 @@ class BoxConstraintLoss(WeakLoss):
         per_image = logits.new_zeros(
             logits.shape[0], dtype=torch.float64 if logits.dtype == torch.float64 else torch.float32
         )
-        for z, image in values.values():  # at most three families
-            per_image = per_image.index_add(0, image, self._cost(z).to(per_image.dtype))
+        for name, (z, image) in values.items():  # at most three families
+            cost = self._cost(z).to(per_image.dtype)
+            if self.term_weights[name] != 1.0:
+                cost = cost * self.term_weights[name]
+            per_image = per_image.index_add(0, image, cost)
         return reduce_per_image(per_image, self.reduction)
