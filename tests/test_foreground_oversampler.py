@@ -96,12 +96,22 @@ def test_dataloader_batches_and_errors():
         foreground_sampler(dataset, "label", 0.3, seed=0, batch_sampler=VolumeBatchSampler(dataset))
 
 
+@pytest.fixture(scope="module")
+def atlas_phantoms(tmp_path_factory):
+    return make_atlas_phantoms(tmp_path_factory.mktemp("atlas"), num_cases=3, seed=1, shape=(32, 32, 14))
+
+
+@pytest.fixture
+def common(atlas_phantoms, tmp_path):
+    """The overrides of every parsed atlas config here: the phantoms, a fresh output folder, 32² slices."""
+    return {"dataset_dir": str(atlas_phantoms), "output_dir": str(tmp_path / "out"), "num_validation": 1,
+            "spatial_size": 32}  # fmt: skip
+
+
 @pytest.mark.parametrize(
     "recipe, key", [("configs/lesion/gdl.yaml", "label"), ("configs/supervision/boxes.yaml", "box_ids")]
 )
-def test_bundle_loader_draws_the_recipes_annotation(recipe, key, tmp_path):
-    root = make_atlas_phantoms(tmp_path / "atlas", num_cases=3, seed=1, shape=(32, 32, 14))
-    common = {"dataset_dir": str(root), "output_dir": str(tmp_path / "out"), "num_validation": 1, "spatial_size": 32}
+def test_bundle_loader_draws_the_recipes_annotation(recipe, key, common):
     parser = config_parser(bundle_configs("atlas", ROOT / recipe), foreground_oversample=1.0, batch_size=4, **common)
     sampler = parser.get_parsed_content("train#sampler")
     assert isinstance(sampler, ForegroundOversampler) and sampler.key == key
@@ -118,9 +128,7 @@ def test_bundle_loader_draws_the_recipes_annotation(recipe, key, tmp_path):
     assert "needs foreground_key" in error_chain(info.value)
 
 
-def test_multi_gpu_config_keeps_the_oversampler(tmp_path):
-    root = make_atlas_phantoms(tmp_path / "atlas", num_cases=3, seed=1, shape=(32, 32, 14))
-    common = {"dataset_dir": str(root), "output_dir": str(tmp_path / "out"), "num_validation": 1, "spatial_size": 32}
+def test_multi_gpu_config_keeps_the_oversampler(common):
     configs = bundle_configs("atlas", ROOT / "configs/lesion/gdl.yaml", kind="multi_gpu_train")
     parser = config_parser(configs, foreground_oversample=0.5, **common)
     sampler = parser.get_parsed_content("train#sampler")  # one process without a process group: 1 replica

@@ -180,9 +180,9 @@ def foreground_sampler(dataset: Any, key: str | None, fraction: float, seed: int
             ...
         ValueError: foreground_oversample must be a number in [0, 1], got 1.5
     """
-    if isinstance(fraction, bool) or not isinstance(fraction, (int, float)) or not 0 <= fraction <= 1:
-        raise ValueError(f"foreground_oversample must be a number in [0, 1], got {fraction!r}")
-    if fraction == 0:
+    from wss_monai.data.samplers import ForegroundOversampler, checked_fraction
+
+    if checked_fraction(fraction) == 0:
         return None
     if key is None:
         raise ValueError(
@@ -194,6 +194,4 @@ def foreground_sampler(dataset: Any, key: str | None, fraction: float, seed: int
             f"foreground_oversample {fraction} cannot be combined with the recipe's batch_sampler "
             f"({type(batch_sampler).__name__}), which batches whole volumes"
         )
-    from wss_monai.data.samplers import ForegroundOversampler
-
     return ForegroundOversampler(dataset, key, fraction, seed=seed)

@@ -15,6 +15,24 @@ from wss_monai.utils.distributed import get_rank, get_world_size
 __all__ = ["DistributedBatchSampler", "ForegroundOversampler", "VolumeBatchSampler"]
 
 
+def _replicas(num_replicas: int | None, rank: int | None) -> tuple[int, int]:
+    """``(num_replicas, rank)`` checked, each defaulting to the process group's (1 and 0 without one)."""
+    num_replicas = get_world_size() if num_replicas is None else num_replicas
+    rank = get_rank() if rank is None else rank
+    if int(num_replicas) != num_replicas or num_replicas < 1:
+        raise ValueError(f"num_replicas must be a positive integer, got {num_replicas}")
+    if int(rank) != rank or not 0 <= rank < num_replicas:
+        raise ValueError(f"rank must be an integer in [0, {num_replicas - 1}], got {rank}")
+    return int(num_replicas), int(rank)
+
+
+def checked_fraction(fraction: float) -> float:
+    """``foreground_oversample`` as a float, after checking that it is a number in [0, 1]."""
+    if isinstance(fraction, bool) or not isinstance(fraction, (int, float)) or not 0 <= fraction <= 1:
+        raise ValueError(f"foreground_oversample must be a number in [0, 1], got {fraction!r}")
+    return float(fraction)
+
+
 class VolumeBatchSampler(Sampler[list[int]]):
     """Yields batches of dataset indices holding all slices of ``volumes_per_batch`` whole volumes.
 
@@ -129,14 +147,8 @@ class DistributedBatchSampler(Sampler[list[int]]):
     ) -> None:
         if not hasattr(batch_sampler, "__iter__") or not hasattr(batch_sampler, "__len__"):
             raise TypeError(f"batch_sampler must be an iterable with a length, got {type(batch_sampler).__name__}")
-        num_replicas = get_world_size() if num_replicas is None else num_replicas
-        rank = get_rank() if rank is None else rank
-        if int(num_replicas) != num_replicas or num_replicas < 1:
-            raise ValueError(f"num_replicas must be a positive integer, got {num_replicas}")
-        if int(rank) != rank or not 0 <= rank < num_replicas:
-            raise ValueError(f"rank must be an integer in [0, {num_replicas - 1}], got {rank}")
         self.batch_sampler = batch_sampler
-        self.num_replicas, self.rank, self.drop_last = int(num_replicas), int(rank), bool(drop_last)
+        (self.num_replicas, self.rank), self.drop_last = _replicas(num_replicas, rank), bool(drop_last)
 
     def set_epoch(self, epoch: int) -> None:
         """Sets the epoch of the wrapped sampler (when it has ``set_epoch``)."""
@@ -209,19 +221,12 @@ class ForegroundOversampler(Sampler[int]):
             raise TypeError(
                 f"ForegroundOversampler needs a VolumeSliceDataset or WholeVolumeDataset, got {type(dataset).__name__}"
             )
-        if isinstance(fraction, bool) or not 0.0 <= float(fraction) <= 1.0:
-            raise ValueError(f"foreground_oversample must be a number in [0, 1], got {fraction!r}")
-        num_replicas = get_world_size() if num_replicas is None else num_replicas
-        rank = get_rank() if rank is None else rank
-        if int(num_replicas) != num_replicas or num_replicas < 1:
-            raise ValueError(f"num_replicas must be a positive integer, got {num_replicas}")
-        if int(rank) != rank or not 0 <= rank < num_replicas:
-            raise ValueError(f"rank must be an integer in [0, {num_replicas - 1}], got {rank}")
+        fraction = checked_fraction(fraction)
+        self.num_replicas, self.rank = _replicas(num_replicas, rank)
         self.foreground = torch.nonzero(dataset.foreground_items(key)).flatten()
         if fraction > 0 and not len(self.foreground):
             raise ValueError(f"foreground_oversample {fraction}: no training item holds a value > 0 in {key!r}")
-        self.size, self.key, self.fraction, self.seed = len(dataset), key, float(fraction), int(seed)
-        self.num_replicas, self.rank = int(num_replicas), int(rank)
+        self.size, self.key, self.fraction, self.seed = len(dataset), key, fraction, int(seed)
         self.epoch = 0
 
     def set_epoch(self, epoch: int) -> None:

@@ -478,8 +478,6 @@ class BoxConstraintLoss(WeakLoss):
             logits.shape[0], dtype=torch.float64 if logits.dtype == torch.float64 else torch.float32
         )
         for name, (z, image) in values.items():  # at most three families
-            cost = self._cost(z).to(per_image.dtype)
-            if self.term_weights[name] != 1.0:
-                cost = cost * self.term_weights[name]
+            cost = self._cost(z).to(per_image.dtype) * self.term_weights[name]
             per_image = per_image.index_add(0, image, cost)
         return reduce_per_image(per_image, self.reduction)
