@@ -64,6 +64,21 @@ METHODS = {  # configs, overrides
         {"box_warmup_epochs": 5, "box_masked_loss": "gdl", "box_masked_ce_after_warmup": 1.0},
     ),
     "DeepCut, GDL": (BOXES, {"box_loss": "deepcut", "box_masked_loss": "gdl"}),
+    # the size bounds of the authors' ATLAS recipe with emptiness (box_prior_box_size_neg_size): 0.5 to 0.9 of the box
+    "box prior after masked GDL, ε 0.5, upper 0.9": (
+        BOXES,
+        {"box_warmup_epochs": 5, "box_masked_loss": "gdl", "box_epsilon": 0.5, "box_upper": 0.9},
+    ),
+    "box prior beside masked GDL, ε 0.5, upper 0.9": (
+        BOXES,
+        {
+            "box_warmup_epochs": 5,
+            "box_masked_loss": "gdl",
+            "box_masked_ce_after_warmup": 1.0,
+            "box_epsilon": 0.5,
+            "box_upper": 0.9,
+        },
+    ),
     "box prior after masked GDL, margin 10, w 20, size less the margin": (
         BOXES,
         {
