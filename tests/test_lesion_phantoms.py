@@ -1,4 +1,4 @@
-"""Small-lesion phantoms (ISLES and WMH layouts): determinism, lesion statistics, geometry, readers."""
+"""Small-lesion phantoms (ISLES, WMH and ATLAS layouts): determinism, lesion statistics, geometry, readers."""
 
 from __future__ import annotations
 
@@ -10,6 +10,8 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
+from wss_monai.data.atlas_phantoms import main as atlas_main
+from wss_monai.data.atlas_phantoms import make_atlas_phantoms
 from wss_monai.data.isles import find_isles_cases
 from wss_monai.data.lesion_phantoms import main, make_isles_phantoms, make_wmh_phantoms
 from wss_monai.data.wmh import find_wmh_cases
@@ -230,3 +232,31 @@ def test_docstring_example_runs():
 
     result = doctest.testmod(module)
     assert result.attempted > 0 and result.failed == 0
+
+
+def _atlas_lesions(root: Path) -> list[np.ndarray]:
+    """Each case's lesion mask, its ``LesionSmooth`` masks OR-fused."""
+    cases = sorted(p for p in (root / "Site1").iterdir())
+    return [np.any([_data(m) > 0 for m in sorted(c.glob("t01/*LesionSmooth*"))], axis=0) for c in cases]
+
+
+def test_atlas_lesion_scale_widens_the_lesions(tmp_path):
+    kwargs = {"num_cases": 3, "seed": 0, "shape": (32, 32, 14)}
+    default = make_atlas_phantoms(tmp_path / "default", **kwargs)
+    same = make_atlas_phantoms(tmp_path / "same", lesion_scale=1.0, **kwargs)
+    wide = make_atlas_phantoms(tmp_path / "wide", lesion_scale=2.0, **kwargs)
+    for a, b in zip(sorted(default.rglob("*.nii.gz")), sorted(same.rglob("*.nii.gz"))):
+        assert a.name == b.name and np.array_equal(_data(a), _data(b))  # scale 1: the default draws exactly
+    sizes = {}
+    for name, root in (("default", default), ("wide", wide)):
+        masks = _atlas_lesions(root)
+        labelled = [ndimage.label(m, FULL) for m in masks]
+        sizes[name] = np.mean([np.bincount(c.ravel())[1:].mean() for c, _ in labelled])
+        assert all(1 <= n <= 3 for _, n in labelled)  # the count of lesions stays that of the default kind
+    # twice the semi-axes: about 2³ = 8 times the voxels per lesion (clipped to the hemisphere)
+    assert sizes["wide"] > 4 * sizes["default"]
+    with pytest.raises(ValueError, match=r"lesion_scale must be a number > 0, not 0"):
+        make_atlas_phantoms(tmp_path / "bad", lesion_scale=0, **kwargs)
+    root = atlas_main(["--output_dir", str(tmp_path / "cli"), "--num_cases", "1", "--shape", "32", "32", "14",
+                       "--lesion_scale", "2"])  # fmt: skip
+    assert np.array_equal(_atlas_lesions(root)[0], _atlas_lesions(wide)[0])

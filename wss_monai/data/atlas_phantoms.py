@@ -5,6 +5,10 @@ on a ``(X, Y, Z)`` grid at 1 mm, T1-weighted intensities (white matter brighter 
 CSF dark), a smooth bias field and Gaussian noise. Lesions: one to three irregular blobs (the
 generator of :mod:`wss_monai.data.lesion_phantoms`) in one hemisphere's white and grey matter,
 0.2-1 % of the voxels, hypointense on T1 with a low contrast to the grey matter around them.
+``lesion_scale`` widens every lesion by that factor along each axis (their volume target by its cube,
+so the count is unchanged): at the default grid a lesion is a few voxels across, as a small stroke
+on a 2-3 mm grid; ``lesion_scale=2`` gives semi-axes of 3-8 voxels, the size of a typical ATLAS lesion
+(several cm³) on that grid.
 
 R1.1 (``layout="r1.1"``): ``Site1/<id>/t01/<id>_t1w_deface_stx.nii.gz`` and the mask; when a case has
 more than one lesion, every other case splits them over ``<id>_LesionSmooth_stx.nii.gz`` and
@@ -24,6 +28,7 @@ from __future__ import annotations
 import argparse
 import logging
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -41,7 +46,9 @@ _LESION = _LesionKind(
 )
 
 
-def _subject(rng: np.random.Generator, shape: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
+def _subject(
+    rng: np.random.Generator, shape: Sequence[int], lesion_scale: float = 1.0
+) -> tuple[np.ndarray, np.ndarray]:
     nx, ny, nz = shape
     x, y, z = np.meshgrid(*(np.arange(n) - (n - 1) / 2 for n in shape), indexing="ij")
     semi = np.array(shape) * rng.uniform(0.40, 0.46, 3)
@@ -58,8 +65,13 @@ def _subject(rng: np.random.Generator, shape: Sequence[int]) -> tuple[np.ndarray
     label = np.zeros(shape, np.uint8)
     side = 1.0 if rng.random() < 0.5 else -1.0
     hemisphere = (side * x > 0.08 * nx) & brain & ~ventricles & (r < 0.78)
-    target = rng.uniform(0.002, 0.01) * brain.sum()
-    _add_lesions(rng, label, hemisphere.astype(float), hemisphere, noise, _LESION, target, 1.5 * target)
+    target = rng.uniform(0.002, 0.01) * brain.sum() * lesion_scale**3
+    kind = replace(
+        _LESION,
+        axes_low=tuple(lesion_scale * a for a in _LESION.axes_low),
+        axes_high=tuple(lesion_scale * a for a in _LESION.axes_high),
+    )
+    _add_lesions(rng, label, hemisphere.astype(float), hemisphere, noise, kind, target, 1.5 * target)
     lesion = label > 0
     t1 = np.where(lesion, rng.uniform(0.3, 0.42) + 0.05 * noise, t1)
     bias = 1.0 + 0.1 * _smooth_noise(rng, shape, (nx / 4, ny / 4, nz / 4))
@@ -73,20 +85,26 @@ def make_atlas_phantoms(
     seed: int = 0,
     shape: Sequence[int] = (64, 72, 56),
     layout: str = "r1.1",
+    lesion_scale: float = 1.0,
 ) -> Path:
-    """Write ATLAS-like phantoms in the ``layout`` (``"r1.1"`` or ``"bids"``) under ``output_dir``; return it."""
+    """Write ATLAS-like phantoms in the ``layout`` (``"r1.1"`` or ``"bids"``) under ``output_dir``; return it.
+
+    ``lesion_scale`` (> 0) multiplies every lesion's semi-axes (1: the default small lesions).
+    """
     if layout not in ("r1.1", "bids"):
         raise ValueError(f"layout must be 'r1.1' or 'bids', not {layout!r}")
     if isinstance(num_cases, bool) or int(num_cases) != num_cases or num_cases < 1:
         raise ValueError(f"num_cases must be an integer >= 1, not {num_cases!r}")
     if len(shape) != 3 or min(shape) < 12:
         raise ValueError(f"shape must be (X, Y, Z) with each >= 12, not {tuple(shape)}")
+    if isinstance(lesion_scale, bool) or not isinstance(lesion_scale, (int, float)) or not lesion_scale > 0:
+        raise ValueError(f"lesion_scale must be a number > 0, not {lesion_scale!r}")
     root = Path(output_dir)
     affine = np.diag([1.0, 1.0, 1.0, 1.0])
     affine[:3, 3] = -np.array(shape) / 2
     for index in range(int(num_cases)):
         rng = np.random.default_rng([int(seed), index])
-        t1, label = _subject(rng, tuple(int(s) for s in shape))
+        t1, label = _subject(rng, tuple(int(s) for s in shape), float(lesion_scale))
         if layout == "r1.1":
             subject = f"{index + 1:06d}"
             folder = root / "Site1" / subject / "t01"
@@ -121,9 +139,10 @@ def main(argv: Sequence[str] | None = None) -> Path:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--shape", type=int, nargs=3, default=(64, 72, 56))
     parser.add_argument("--layout", default="r1.1", choices=("r1.1", "bids"))
+    parser.add_argument("--lesion_scale", type=float, default=1.0, help="factor on every lesion's semi-axes")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    return make_atlas_phantoms(args.output_dir, args.num_cases, args.seed, args.shape, args.layout)
+    return make_atlas_phantoms(args.output_dir, args.num_cases, args.seed, args.shape, args.layout, args.lesion_scale)
 
 
 if __name__ == "__main__":
