@@ -6,9 +6,10 @@ CSF dark), a smooth bias field and Gaussian noise. Lesions: one to three irregul
 generator of :mod:`wss_monai.data.lesion_phantoms`) in one hemisphere's white and grey matter,
 0.2-1 % of the voxels, hypointense on T1 with a low contrast to the grey matter around them.
 ``lesion_scale`` widens every lesion by that factor along each axis (their volume target by its cube,
-so the count is unchanged): at the default grid a lesion is a few voxels across, as a small stroke
-on a 2-3 mm grid; ``lesion_scale=2`` gives semi-axes of 3-8 voxels, the size of a typical ATLAS lesion
-(several cm³) on that grid.
+so the count is unchanged). On a 64-voxel grid, about 3 mm per voxel for a real head, a lesion is a
+few voxels across; ATLAS at 1 mm shows the same lesion some three times as many voxels across.
+``lesion_scale=2`` gives semi-axes of 3-8 voxels in-plane: lesions closer to that size in voxels,
+at the price of lesions larger relative to the brain.
 
 R1.1 (``layout="r1.1"``): ``Site1/<id>/t01/<id>_t1w_deface_stx.nii.gz`` and the mask; when a case has
 more than one lesion, every other case splits them over ``<id>_LesionSmooth_stx.nii.gz`` and
