@@ -13,6 +13,9 @@ layout first (MetaImage for PROMISE12, ATLAS R1.1 for the lesions):
     python -m wss_monai.data.atlas_phantoms --output_dir runs/phantom_boxes/atlas --num_cases 16 --shape 64 64 32
     python scripts/benchmarks/phantom_boxes.py --bundle atlas --dataset_dir runs/phantom_boxes/atlas \\
         --output_dir runs/phantom_boxes/atlas_runs --box_epsilon 0.3 --max_epochs 40 --foreground_oversample 0.33
+    # lesions twice as wide (closer in voxels to ATLAS at 1 mm), where the box prior beside the masked GDL works
+    python -m wss_monai.data.atlas_phantoms --output_dir runs/phantom_boxes/atlas_x2 --num_cases 16 --shape 64 64 32 \\
+        --lesion_scale 2
 
 On the lesion bundle full supervision is the lesion engine's generalised Dice (``configs/lesion/gdl.yaml``);
 its lesions fill a few slices of each volume, and without ``--foreground_oversample`` every method,
