@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
+from wss_monai.data.atlas import find_atlas_cases
 from wss_monai.data.atlas_phantoms import main as atlas_main
 from wss_monai.data.atlas_phantoms import make_atlas_phantoms
 from wss_monai.data.isles import find_isles_cases
@@ -235,9 +236,8 @@ def test_docstring_example_runs():
 
 
 def _atlas_lesions(root: Path) -> list[np.ndarray]:
-    """Each case's lesion mask, its ``LesionSmooth`` masks OR-fused."""
-    cases = sorted(p for p in (root / "Site1").iterdir())
-    return [np.any([_data(m) > 0 for m in sorted(c.glob("t01/*LesionSmooth*"))], axis=0) for c in cases]
+    """Each case's lesion mask as the ATLAS reader fuses it (its ``LesionSmooth`` masks OR-ed)."""
+    return [_data(case["label"]) > 0 for case in find_atlas_cases(root, label_dir=root / "fused")]
 
 
 def test_atlas_lesion_scale_widens_the_lesions(tmp_path):
