@@ -38,71 +38,37 @@ FULL = ROOT / "configs/supervision/full.yaml"
 # the lesion engine's own full baseline (generalised Dice): per-image Dice + CE collapses to an empty
 # prediction on slices without any lesion, most of a brain volume (docs/boxes.md)
 FULL_RECIPES = {"promise12": FULL, "atlas": ROOT / "configs/lesion/gdl.yaml"}
+# five epochs of the generalised Dice on the box target, then the constraints alone or beside it
+AFTER_GDL = {"box_warmup_epochs": 5, "box_masked_loss": "gdl"}
+BESIDE_GDL = {**AFTER_GDL, "box_masked_ce_after_warmup": 1.0}
+AUTHORS_ATLAS_BOUNDS = {"box_epsilon": 0.5, "box_upper": 0.9}
+# boxes 10 voxels loose, with the authors' rule for them (segments twice the margin wide) and the lower size bound
+# on the box less its margin
+LOOSE_BOXES = {"box_margin": 10, "box_segment_width": 20, "box_size_less_margin": True}
 METHODS = {  # configs, overrides
     "full": (FULL, {}),
     "box prior": (BOXES, {}),
     "box prior after masked CE": (BOXES, {"box_warmup_epochs": 5}),
     "masked CE": (BOXES, {"box_loss": "masked_ce"}),
     "DeepCut": (BOXES, {"box_loss": "deepcut"}),
-    # the authors' rule for loose boxes: segments twice the margin wide; the size bound on the box less its margin
     "box prior after masked CE, margin 10, w 20, size less the margin": (
         BOXES,
-        {"box_warmup_epochs": 5, "box_margin": 10, "box_segment_width": 20, "box_size_less_margin": True},
+        {"box_warmup_epochs": 5, **LOOSE_BOXES},
     ),
     "DeepCut, margin 10": (BOXES, {"box_loss": "deepcut", "box_margin": 10}),
     # the generalised Dice on the box target instead of cross-entropy (box_masked_loss gdl): lesions of a few voxels
     "masked GDL": (BOXES, {"box_loss": "masked_ce", "box_masked_loss": "gdl"}),
-    "box prior after masked GDL": (BOXES, {"box_warmup_epochs": 5, "box_masked_loss": "gdl"}),
-    "box prior after masked GDL, log size bound": (
-        BOXES,
-        {"box_warmup_epochs": 5, "box_masked_loss": "gdl", "box_size_log": True},
-    ),
+    "box prior after masked GDL": (BOXES, AFTER_GDL),
+    "box prior after masked GDL, log size bound": (BOXES, {**AFTER_GDL, "box_size_log": True}),
     # the emptiness cost at 0.01: about a lesion box's voxels over the voxels outside it in a lesion slice
-    "box prior after masked GDL, emptiness 0.01": (
-        BOXES,
-        {"box_warmup_epochs": 5, "box_masked_loss": "gdl", "box_term_weights": {"emptiness": 0.01}},
-    ),
-    "box prior beside masked GDL": (
-        BOXES,
-        {"box_warmup_epochs": 5, "box_masked_loss": "gdl", "box_masked_ce_after_warmup": 1.0},
-    ),
+    "box prior after masked GDL, emptiness 0.01": (BOXES, {**AFTER_GDL, "box_term_weights": {"emptiness": 0.01}}),
+    "box prior beside masked GDL": (BOXES, BESIDE_GDL),
     "DeepCut, GDL": (BOXES, {"box_loss": "deepcut", "box_masked_loss": "gdl"}),
     # the size bounds of the authors' ATLAS recipe with emptiness (box_prior_box_size_neg_size): 0.5 to 0.9 of the box
-    "box prior after masked GDL, ε 0.5, upper 0.9": (
-        BOXES,
-        {"box_warmup_epochs": 5, "box_masked_loss": "gdl", "box_epsilon": 0.5, "box_upper": 0.9},
-    ),
-    "box prior beside masked GDL, ε 0.5, upper 0.9": (
-        BOXES,
-        {
-            "box_warmup_epochs": 5,
-            "box_masked_loss": "gdl",
-            "box_masked_ce_after_warmup": 1.0,
-            "box_epsilon": 0.5,
-            "box_upper": 0.9,
-        },
-    ),
-    "box prior after masked GDL, margin 10, w 20, size less the margin": (
-        BOXES,
-        {
-            "box_warmup_epochs": 5,
-            "box_masked_loss": "gdl",
-            "box_margin": 10,
-            "box_segment_width": 20,
-            "box_size_less_margin": True,
-        },
-    ),
-    "box prior beside masked GDL, margin 10, w 20, size less the margin": (
-        BOXES,
-        {
-            "box_warmup_epochs": 5,
-            "box_masked_loss": "gdl",
-            "box_masked_ce_after_warmup": 1.0,
-            "box_margin": 10,
-            "box_segment_width": 20,
-            "box_size_less_margin": True,
-        },
-    ),
+    "box prior after masked GDL, ε 0.5, upper 0.9": (BOXES, {**AFTER_GDL, **AUTHORS_ATLAS_BOUNDS}),
+    "box prior beside masked GDL, ε 0.5, upper 0.9": (BOXES, {**BESIDE_GDL, **AUTHORS_ATLAS_BOUNDS}),
+    "box prior after masked GDL, margin 10, w 20, size less the margin": (BOXES, {**AFTER_GDL, **LOOSE_BOXES}),
+    "box prior beside masked GDL, margin 10, w 20, size less the margin": (BOXES, {**BESIDE_GDL, **LOOSE_BOXES}),
     "masked GDL, margin 10": (BOXES, {"box_loss": "masked_ce", "box_masked_loss": "gdl", "box_margin": 10}),
     "DeepCut, GDL, margin 10": (BOXES, {"box_loss": "deepcut", "box_masked_loss": "gdl", "box_margin": 10}),
 }
