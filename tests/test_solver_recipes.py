@@ -135,6 +135,20 @@ def test_trust_region_after_the_dense_crf_loss_hands_over_at_the_set_epoch(cardi
     terms = dict(re.findall(r"epoch (\d)/2: .*trust_region (\S+)", log))
     assert float(totals["1"]) > float(terms["1"]) and totals["2"] == terms["2"]
     assert saved["crf_weight_ramp"]["epochs"] == 2 and saved["trust_region_proposals"]["refreshes"] == 1
+    assert saved["pce_weight_ramp"]["epochs"] == 2  # the partial CE's weight (0 here) is checkpointed too
+
+
+@pytest.mark.parametrize("pce_weight, expected", [(None, [0.0] * 4), (1.0, [0.0, 0.0, 1.0, 1.0])], ids=["0", "1"])
+def test_the_partial_ce_can_come_back_beside_stage_b(pce_weight, expected, cardiac):
+    configs = ACDC + [SCRIBBLE_FILES, ROOT / "configs/regularisers/dense_crf.yaml", TRUST_REGION]
+    extra = {} if pce_weight is None else {"tr_pce_weight": pce_weight}
+    parser = config_parser(configs, dataset_dir=str(cardiac), crf_stop_epochs=15, tr_start_epoch=16, **extra)
+    ramp = parser.get_parsed_content("pce_weight_ramp")
+    # after e completed epochs: 0 through epoch 15 (the robust term is the partial CE), tr_pce_weight from epoch 16
+    assert [ramp.weight_after(e) for e in (0, 14, 15, 24)] == expected
+    assert ramp.loss.weights["pce"] == 0.0 and ramp in parser.get_parsed_content("regulariser_handlers")
+    from_the_start = config_parser(configs, dataset_dir=str(cardiac), tr_pce_weight=0.5)
+    assert from_the_start.get_parsed_content("pce_weight_ramp").weight_after(0) == 0.5
 
 
 @pytest.mark.parametrize("regulariser", ["dense_crf", "gated_crf", "grid_crf"])
