@@ -1,5 +1,6 @@
 import logging
 import math
+import re
 
 import pytest
 import torch
@@ -187,3 +188,23 @@ def test_log_barrier_scheduler_checks_its_arguments():
     capped(engine)
     capped(engine)
     assert capped.t == 20.0
+
+
+def test_resuming_a_trust_region_checkpoint_written_before_the_partial_ce_ramp(tmp_path, caplog):
+    from wss_monai.handlers import LossWeightRamp
+    from wss_monai.utils.config import resume
+
+    loss = CompositeLoss({"pce": PartialCrossEntropyLoss(), "size": InequalityConstraintLoss()})
+    scheduler = LogBarrierScheduler(loss, t0=5.0, mu=2.0)
+    scheduler.t = 40.0
+    path = tmp_path / "old.pt"
+    torch.save({"log_barrier": scheduler.state_dict()}, path)
+    ramp = LossWeightRamp(loss, "pce", weight=1.0, warmup=2)
+    fresh = LogBarrierScheduler(loss, t0=5.0)
+    with caplog.at_level(logging.WARNING):
+        assert resume(path, {"log_barrier": fresh, "pce_weight_ramp": ramp})
+    assert fresh.t == 40.0 and ramp.epochs == 0 and loss.weights["pce"] == 0.0
+    assert re.search(r"old\.pt holds no 'pce_weight_ramp' \(written by an older version\)", caplog.text)
+    with pytest.raises(KeyError, match=r"old\.pt' lacks \['other_ramp'\]"):
+        resume(path, {"log_barrier": fresh, "other_ramp": ramp})
+

@@ -90,6 +90,8 @@ def check_checkpoint_file(path: str | Path | None, name: str = "ckpt_path") -> s
 NEWER_STATES = {
     "random_state": "the resumed data order and augmentations differ from a straight run's",
     "best_checkpoint": "the first validation after resuming replaces model.pt whatever its score",
+    "pce_weight_ramp": "the trust region's partial-CE weight counts its epochs from the resumed run's start "
+    "(no change with tr_pce_weight 0)",
 }
 """Checkpoint entries that older runs did not save; resuming without them is possible, not exact."""
 
