@@ -207,4 +207,3 @@ def test_resuming_a_trust_region_checkpoint_written_before_the_partial_ce_ramp(t
     assert re.search(r"old\.pt holds no 'pce_weight_ramp' \(written by an older version\)", caplog.text)
     with pytest.raises(KeyError, match=r"old\.pt' lacks \['other_ramp'\]"):
         resume(path, {"log_barrier": fresh, "other_ramp": ramp})
-
