@@ -38,12 +38,24 @@ METHODS = {
         "configs/regularisers/dense_crf.yaml",
         "configs/regularisers/trust_region.yaml",
     ],
+    "trust region after dense CRF, partial CE kept, b/a 1": [
+        SCRIBBLES,
+        "configs/regularisers/dense_crf.yaml",
+        "configs/regularisers/trust_region.yaml",
+    ],
 }
 METHOD_OVERRIDES = {
     "pCE + trust region, dense CRF": {"tr_solver": "dense_crf"},  # stage A by mean field
     # the best trust-region setting of docs/solvers.md: dense-CRF gradient descent for 15 epochs, then stage A at
     # epochs 16 and 21 on that network's output (time it with --epochs 25: its whole run)
     "trust region after dense CRF": {"crf_stop_epochs": 15, "tr_start_epoch": 16},
+    # the same with the seeds' partial CE kept beside stage B and b/a 1 (the best on the validation clicks)
+    "trust region after dense CRF, partial CE kept, b/a 1": {
+        "crf_stop_epochs": 15,
+        "tr_start_epoch": 16,
+        "tr_pce_weight": 1.0,
+        "tr_robust_ratio": 1.0,
+    },
 }
 EPOCH_TIME = re.compile(r"WeakSupervisionTrainer: Epoch\[(\d+)\] Complete\. Time taken: (\d+):(\d+):([\d.]+)")
 logger = logging.getLogger("benchmark.solver_epoch_cost")
