@@ -50,6 +50,7 @@ METHODS = {
     "pCE": [SCRIBBLES],
     "pCE + grid CRF": [SCRIBBLES, "configs/regularisers/grid_crf.yaml"],
     "pCE + dense CRF": [SCRIBBLES, "configs/regularisers/dense_crf.yaml"],
+    "pCE after dense CRF": [SCRIBBLES, "configs/regularisers/dense_crf.yaml"],
     "pCE + gated CRF": [SCRIBBLES, "configs/regularisers/gated_crf.yaml"],
     "pCE + ADM": [SCRIBBLES, "configs/regularisers/adm.yaml"],
     "pCE + ADM, γ growing": [SCRIBBLES, "configs/regularisers/adm.yaml"],
@@ -122,6 +123,8 @@ METHOD_OVERRIDES = {
         "tr_pce_weight": 1.0,
         "tr_robust_ratio": 1.0,
     },
+    # the control of the two above: the same hand-over at epoch 15 to the partial CE alone, without a trust region
+    "pCE after dense CRF": {"crf_stop_epochs": 15},
     "ADM after grid CRF": {"crf_stop_epochs": 15, "adm_warmup_epochs": 15},
     # the first stage A after M = 5 epochs of partial CE (the seeds alone in the robust loss) instead of on
     # the untrained network: three times cheaper to solve (docs/solvers.md), and not only the seeds to go by
