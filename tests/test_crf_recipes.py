@@ -119,9 +119,10 @@ def test_two_overlays_merge_their_handlers_and_saved_state(cardiac, tmp_path):
     ]
     parser = config_parser(configs, dataset_dir=str(cardiac), output_dir=str(tmp_path / "run"), solver_workers=0)
     state = parser.get_parsed_content("regulariser_state")  # their summary writer writes under output_dir
-    assert list(state) == ["trust_region_proposals", "crf_weight_ramp"]  # in the order the overlays were merged
+    # in the order the overlays were merged (the trust region's own partial-CE ramp after its proposals)
+    assert list(state) == ["trust_region_proposals", "pce_weight_ramp", "crf_weight_ramp"]
     handlers = parser.get_parsed_content("regulariser_handlers")
-    assert [type(h).__name__ for h in handlers] == ["TrustRegionProposals", "LossWeightRamp"]
+    assert [type(h).__name__ for h in handlers] == ["TrustRegionProposals", "LossWeightRamp", "LossWeightRamp"]
     assert all(h is state[name] for h, name in zip(handlers, state))  # every handler is the saved object
     terms = parser.get_parsed_content("loss_terms", instantiate=True)
     assert isinstance(terms["crf"]["loss"], DenseCRFLoss)
