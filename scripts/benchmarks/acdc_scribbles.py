@@ -46,6 +46,12 @@ from wss_monai.utils.bundle_runs import bundle_command, finished_run, record_con
 ROOT = Path(__file__).resolve().parents[2]
 CLASSES = ("background", "rv", "myo", "lv")
 SCRIBBLES = "configs/supervision/scribble_files.yaml"
+# dense-CRF gradient descent, then the trust region (the hand-over epochs are in METHOD_OVERRIDES)
+TRUST_REGION_AFTER_DENSE_CRF = [
+    SCRIBBLES,
+    "configs/regularisers/dense_crf.yaml",
+    "configs/regularisers/trust_region.yaml",
+]
 METHODS = {
     "pCE": [SCRIBBLES],
     "pCE + grid CRF": [SCRIBBLES, "configs/regularisers/grid_crf.yaml"],
@@ -64,36 +70,12 @@ METHODS = {
         "configs/regularisers/dense_crf.yaml",
     ],
     # the best gradient-descent recipe first, then the trust region from its network (same total budget)
-    "trust region after dense CRF": [
-        SCRIBBLES,
-        "configs/regularisers/dense_crf.yaml",
-        "configs/regularisers/trust_region.yaml",
-    ],
-    "trust region after dense CRF, dense-CRF stage A": [
-        SCRIBBLES,
-        "configs/regularisers/dense_crf.yaml",
-        "configs/regularisers/trust_region.yaml",
-    ],
-    "trust region after dense CRF, CRF loss kept": [
-        SCRIBBLES,
-        "configs/regularisers/dense_crf.yaml",
-        "configs/regularisers/trust_region.yaml",
-    ],
-    "trust region after dense CRF, CRF loss kept at the seeds' share": [
-        SCRIBBLES,
-        "configs/regularisers/dense_crf.yaml",
-        "configs/regularisers/trust_region.yaml",
-    ],
-    "trust region after dense CRF, partial CE kept": [
-        SCRIBBLES,
-        "configs/regularisers/dense_crf.yaml",
-        "configs/regularisers/trust_region.yaml",
-    ],
-    "trust region after dense CRF, partial CE kept, b/a 1": [
-        SCRIBBLES,
-        "configs/regularisers/dense_crf.yaml",
-        "configs/regularisers/trust_region.yaml",
-    ],
+    "trust region after dense CRF": TRUST_REGION_AFTER_DENSE_CRF,
+    "trust region after dense CRF, dense-CRF stage A": TRUST_REGION_AFTER_DENSE_CRF,
+    "trust region after dense CRF, CRF loss kept": TRUST_REGION_AFTER_DENSE_CRF,
+    "trust region after dense CRF, CRF loss kept at the seeds' share": TRUST_REGION_AFTER_DENSE_CRF,
+    "trust region after dense CRF, partial CE kept": TRUST_REGION_AFTER_DENSE_CRF,
+    "trust region after dense CRF, partial CE kept, b/a 1": TRUST_REGION_AFTER_DENSE_CRF,
     # grid CRF gradient descent first, then ADM on the same Potts energy from its network (same total budget)
     "ADM after grid CRF": [SCRIBBLES, "configs/regularisers/grid_crf.yaml", "configs/regularisers/adm.yaml"],
     "full": ["configs/supervision/full.yaml"],
