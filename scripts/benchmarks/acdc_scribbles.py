@@ -76,6 +76,7 @@ METHODS = {
     "trust region after dense CRF, CRF loss kept at the seeds' share": TRUST_REGION_AFTER_DENSE_CRF,
     "trust region after dense CRF, partial CE kept": TRUST_REGION_AFTER_DENSE_CRF,
     "trust region after dense CRF, partial CE kept, b/a 1": TRUST_REGION_AFTER_DENSE_CRF,
+    "trust region beside dense CRF, partial CE kept, b/a 1": TRUST_REGION_AFTER_DENSE_CRF,
     # grid CRF gradient descent first, then ADM on the same Potts energy from its network (same total budget)
     "ADM after grid CRF": [SCRIBBLES, "configs/regularisers/grid_crf.yaml", "configs/regularisers/adm.yaml"],
     "full": ["configs/supervision/full.yaml"],
@@ -105,7 +106,16 @@ METHOD_OVERRIDES = {
         "tr_pce_weight": 1.0,
         "tr_robust_ratio": 1.0,
     },
-    # the control of the two above: the same hand-over at epoch 15 to the partial CE alone, without a trust region
+    # the same from epoch 16 with the dense CRF loss going on at its own weight beside the partial CE and stage B:
+    # dense-CRF gradient descent for 25 epochs, the trust region's proposals added from epoch 16 (without the
+    # partial CE the CRF loss collapses the network: "trust region after dense CRF, CRF loss kept")
+    "trust region beside dense CRF, partial CE kept, b/a 1": {
+        "tr_start_epoch": 16,
+        "tr_pce_weight": 1.0,
+        "tr_robust_ratio": 1.0,
+    },
+    # the control of the "after dense CRF, partial CE kept" settings: the same hand-over at epoch 15 to the partial
+    # CE alone, without a trust region
     "pCE after dense CRF": {"crf_stop_epochs": 15},
     "ADM after grid CRF": {"crf_stop_epochs": 15, "adm_warmup_epochs": 15},
     # the first stage A after M = 5 epochs of partial CE (the seeds alone in the robust loss) instead of on
@@ -123,7 +133,8 @@ logger = logging.getLogger("benchmark.acdc_scribbles")
 
 
 def slug(name: str, length_fraction: float = 1.0) -> str:
-    base = name.lower().replace(" + ", "_").replace(" ", "_")
+    """The run folder's name of a method: one path component ("b/a" becomes "b-a")."""
+    base = name.lower().replace(" + ", "_").replace(" ", "_").replace("/", "-")
     return base if length_fraction == 1.0 or SCRIBBLES not in METHODS[name] else f"{base}_len{length_fraction:g}"
 
 
