@@ -173,3 +173,22 @@ def test_adm_can_wait_for_a_crf_loss_to_train_the_network_first(cardiac):
     assert [adm_ramp.weight_after(e) for e in range(5)] == [0.0] * 3 + [1.0, 1.0]
     handlers = parser.get_parsed_content("regulariser_handlers")  # attached to the trainer and checkpointed
     assert adm_ramp in handlers and crf_ramp in handlers
+
+
+@pytest.mark.parametrize("max_epochs, start", [(25, 16), (10, 7), (5, 4)])
+def test_the_trust_region_beside_a_crf_loss_starts_after_three_fifths_of_the_epochs(max_epochs, start, cardiac):
+    configs = ACDC + [
+        SCRIBBLE_FILES,
+        ROOT / "configs/regularisers/dense_crf.yaml",
+        TRUST_REGION,
+        ROOT / "configs/regularisers/trust_region_beside_crf.yaml",
+    ]
+    parser = config_parser(configs, dataset_dir=str(cardiac), max_epochs=max_epochs)
+    assert parser.get_parsed_content("tr_start_epoch") == start
+    crf_ramp, pce_ramp = parser.get_parsed_content("crf_weight_ramp"), parser.get_parsed_content("pce_weight_ramp")
+    # the CRF loss for the whole run; the partial CE is the robust term until the first stage A, then beside it
+    crf_weight = parser.get_parsed_content("crf_weight")
+    assert [crf_ramp.weight_after(e) for e in (0, start - 1, max_epochs)] == [crf_weight] * 3
+    assert [pce_ramp.weight_after(e) for e in (start - 2, start - 1)] == [0.0, 1.0]
+    robust = parser.get_parsed_content("loss_terms#trust_region#loss", instantiate=True)
+    assert robust.epsilon == pytest.approx(3 / 5)  # b/a 1 with K = 4: eps = (K - 1) / (K + 1)

@@ -76,7 +76,11 @@ METHODS = {
     "trust region after dense CRF, CRF loss kept at the seeds' share": TRUST_REGION_AFTER_DENSE_CRF,
     "trust region after dense CRF, partial CE kept": TRUST_REGION_AFTER_DENSE_CRF,
     "trust region after dense CRF, partial CE kept, b/a 1": TRUST_REGION_AFTER_DENSE_CRF,
-    "trust region beside dense CRF, partial CE kept, b/a 1": TRUST_REGION_AFTER_DENSE_CRF,
+    # dense-CRF gradient descent for all 25 epochs, the trust region's proposals added from epoch 16
+    "trust region beside dense CRF, partial CE kept, b/a 1": [
+        *TRUST_REGION_AFTER_DENSE_CRF,
+        "configs/regularisers/trust_region_beside_crf.yaml",
+    ],
     # grid CRF gradient descent first, then ADM on the same Potts energy from its network (same total budget)
     "ADM after grid CRF": [SCRIBBLES, "configs/regularisers/grid_crf.yaml", "configs/regularisers/adm.yaml"],
     "full": ["configs/supervision/full.yaml"],
@@ -103,14 +107,6 @@ METHOD_OVERRIDES = {
     # and a robust loss nearer the cross-entropy (b/a 1, eps 0.6): the best trust region on the validation clicks
     "trust region after dense CRF, partial CE kept, b/a 1": {
         **AFTER_DENSE_CRF,
-        "tr_pce_weight": 1.0,
-        "tr_robust_ratio": 1.0,
-    },
-    # the same from epoch 16 with the dense CRF loss going on at its own weight beside the partial CE and stage B:
-    # dense-CRF gradient descent for 25 epochs, the trust region's proposals added from epoch 16 (without the
-    # partial CE the CRF loss collapses the network: "trust region after dense CRF, CRF loss kept")
-    "trust region beside dense CRF, partial CE kept, b/a 1": {
-        "tr_start_epoch": 16,
         "tr_pce_weight": 1.0,
         "tr_robust_ratio": 1.0,
     },

@@ -30,7 +30,11 @@ from wss_monai.utils.bundle_runs import bundle_command, run_logged
 
 ROOT = Path(__file__).resolve().parents[2]
 SCRIBBLES = "configs/supervision/scribble_files.yaml"
-AFTER_DENSE_CRF = ("trust region after dense CRF", "trust region after dense CRF, partial CE kept, b/a 1")
+AFTER_DENSE_CRF = (
+    "trust region after dense CRF",
+    "trust region after dense CRF, partial CE kept, b/a 1",
+    "trust region beside dense CRF, partial CE kept, b/a 1",
+)
 METHODS = {
     "pCE": [SCRIBBLES],
     "pCE + ADM": [SCRIBBLES, "configs/regularisers/adm.yaml"],
@@ -43,7 +47,7 @@ METHODS = {
 }
 METHOD_OVERRIDES = {
     "pCE + trust region, dense CRF": {"tr_solver": "dense_crf"},  # stage A by mean field
-    **{name: SCRIBBLE_OVERRIDES[name] for name in AFTER_DENSE_CRF},
+    **{name: SCRIBBLE_OVERRIDES.get(name, {}) for name in AFTER_DENSE_CRF},
 }
 EPOCH_TIME = re.compile(r"WeakSupervisionTrainer: Epoch\[(\d+)\] Complete\. Time taken: (\d+):(\d+):([\d.]+)")
 logger = logging.getLogger("benchmark.solver_epoch_cost")
