@@ -24,6 +24,7 @@ from pathlib import Path
 
 from acdc_scribbles import METHOD_OVERRIDES as SCRIBBLE_OVERRIDES
 from acdc_scribbles import METHODS as SCRIBBLE_METHODS
+from acdc_scribbles import slug
 
 from wss_monai.bundle import bundle_configs
 from wss_monai.utils.bundle_runs import bundle_command, run_logged
@@ -114,10 +115,6 @@ def main(argv: list[str] | None = None) -> str:
     (Path(args.output_dir) / "results.md").write_text(table + "\n")
     print(table)
     return table
-
-
-def slug(name: str) -> str:
-    return name.lower().replace(" + ", "_").replace(" ", "_")
 
 
 if __name__ == "__main__":
