@@ -244,3 +244,18 @@ def test_gamma_schedule_resumes():
     assert other.gamma == 1.0
     with pytest.raises(ValueError, match="has no attribute 'beta'"):
         GeometricSchedule(loss, "beta", start=1.0)
+
+
+def test_gamma_schedule_waits_for_its_delay_and_resumes_after_it():
+    loss = ADMLoss(gamma=1.0, workers=0)
+    schedule = GeometricSchedule(loss, "gamma", start=0.25, growth=2.0, delay=3)
+    values = []
+    for epoch in range(1, 6):
+        schedule(SimpleNamespace(state=SimpleNamespace(epoch=epoch)))
+        values.append(loss.gamma)
+    assert values == [0.25, 0.25, 0.25, 0.5, 1.0]  # 0.25 * 2^(e - 3) from e = 4 on
+    other = ADMLoss(workers=0)
+    GeometricSchedule(other, "gamma", start=0.25, growth=2.0, delay=3).load_state_dict(schedule.state_dict())
+    assert other.gamma == 1.0
+    with pytest.raises(ValueError, match=r"delay must be an integer >= 0 \(epochs\), got -1"):
+        GeometricSchedule(loss, "gamma", start=1.0, delay=-1)

@@ -175,6 +175,19 @@ def test_adm_can_wait_for_a_crf_loss_to_train_the_network_first(cardiac):
     assert adm_ramp in handlers and crf_ramp in handlers
 
 
+def test_the_gamma_schedule_grows_from_the_first_adm_epoch(cardiac):
+    parser = config_parser(
+        ACDC + [SCRIBBLE_FILES, ADM],
+        dataset_dir=str(cardiac),
+        adm_warmup_epochs=2,
+        adm_gamma=0.25,
+        adm_gamma_growth=2.0,
+    )
+    schedule, ramp = parser.get_parsed_content("adm_gamma_schedule"), parser.get_parsed_content("adm_weight_ramp")
+    assert [ramp.weight_after(e) for e in range(4)] == [0.0, 0.0, 1.0, 1.0]
+    assert [schedule.value_after(e) for e in range(4)] == [0.25, 0.25, 0.25, 0.5]  # γ 0.25 in the first ADM epoch
+
+
 @pytest.mark.parametrize("max_epochs, start", [(25, 16), (10, 7), (5, 4)])
 def test_the_trust_region_beside_a_crf_loss_starts_after_three_fifths_of_the_epochs(max_epochs, start, cardiac):
     configs = ACDC + [

@@ -83,6 +83,12 @@ METHODS = {
     ],
     # grid CRF gradient descent first, then ADM on the same Potts energy from its network (same total budget)
     "ADM after grid CRF": [SCRIBBLES, "configs/regularisers/grid_crf.yaml", "configs/regularisers/adm.yaml"],
+    # the protocol of Marin et al. (CVPR 2019): both optimisers of the same grid-CRF loss start from one network
+    # trained with partial CE (here its first 10 epochs, identical in both runs)
+    "grid CRF after pCE": [SCRIBBLES, "configs/regularisers/grid_crf.yaml"],
+    "ADM after pCE": [SCRIBBLES, "configs/regularisers/adm.yaml"],
+    "ADM after pCE, γ 0.25": [SCRIBBLES, "configs/regularisers/adm.yaml"],
+    "ADM after pCE, γ 0.25 growing": [SCRIBBLES, "configs/regularisers/adm.yaml"],
     "full": ["configs/supervision/full.yaml"],
 }
 # epochs 1-15: partial CE + the dense CRF loss (the robust term is the partial CE before any proposal);
@@ -114,6 +120,13 @@ METHOD_OVERRIDES = {
     # CE alone, without a trust region
     "pCE after dense CRF": {"crf_stop_epochs": 15},
     "ADM after grid CRF": {"crf_stop_epochs": 15, "adm_warmup_epochs": 15},
+    "grid CRF after pCE": {"crf_warmup_epochs": 10},
+    "ADM after pCE": {"adm_warmup_epochs": 10},
+    # proposals freer of the network (λ/γ 2 instead of 0.5): a voxel's label flips where the Potts term saves more
+    # than γ log(S_a / S_b), so one the network gives 0.98 against its neighbours' label instead of 0.73
+    "ADM after pCE, γ 0.25": {"adm_warmup_epochs": 10, "adm_gamma": 0.25},
+    # and then tied ever closer to the network, as the penalty of ADMM: γ x 1.2 per ADM epoch, 0.25 -> 3.2 by epoch 25
+    "ADM after pCE, γ 0.25 growing": {"adm_warmup_epochs": 10, "adm_gamma": 0.25, "adm_gamma_growth": 1.2},
     # the first stage A after M = 5 epochs of partial CE (the seeds alone in the robust loss) instead of on
     # the untrained network: three times cheaper to solve (docs/solvers.md), and not only the seeds to go by
     "pCE + trust region from pCE": {"tr_start_epoch": 6},

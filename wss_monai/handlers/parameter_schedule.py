@@ -17,7 +17,7 @@ def _positive(name: str, value) -> float:
 
 
 class GeometricSchedule:
-    """Sets ``target.<attribute>`` after ``e`` completed epochs to ``min(maximum, start · growth^e)``.
+    """Sets ``target.<attribute>`` after ``e`` completed epochs to ``min(maximum, start · growth^max(0, e − delay))``.
 
     ``growth = 1`` keeps it constant. ADM (Marin et al., CVPR 2019) weighs the coupling ``γ KL(X ‖ S)``
     between the network and its proposals with ``γ``; growing ``γ`` ties the two closer as training
@@ -30,6 +30,8 @@ class GeometricSchedule:
         start: the value during the first epoch (> 0).
         growth: factor per epoch (> 0).
         maximum: upper bound, or ``None``.
+        delay: completed epochs before the growth begins (e.g. ADM's warm-up epochs, so that ``γ`` starts at
+            ``start`` when the ADM term does).
         summary_writer: optional TensorBoard writer; the value is logged as ``schedule/<attribute>``.
 
     Example:
@@ -38,6 +40,8 @@ class GeometricSchedule:
         >>> schedule = GeometricSchedule(term, "gamma", start=1.0, growth=2.0, maximum=3.0)
         >>> term.gamma, [schedule.value_after(e) for e in range(4)]
         (1.0, [1.0, 2.0, 3.0, 3.0])
+        >>> [GeometricSchedule(term, "gamma", start=1.0, growth=2.0, delay=2).value_after(e) for e in range(5)]
+        [1.0, 1.0, 1.0, 2.0, 4.0]
     """
 
     def __init__(
@@ -48,6 +52,7 @@ class GeometricSchedule:
         growth: float = 1.0,
         maximum: float | None = None,
         summary_writer=None,
+        delay: int = 0,
         name: str = "wss_monai.parameter_schedule",
     ) -> None:
         if not hasattr(target, attribute):
@@ -55,6 +60,9 @@ class GeometricSchedule:
         self.target, self.attribute = target, attribute
         self.start, self.growth = _positive("start", start), _positive("growth", growth)
         self.maximum = None if maximum is None else _positive("maximum", maximum)
+        if isinstance(delay, bool) or not isinstance(delay, int) or delay < 0:
+            raise ValueError(f"delay must be an integer >= 0 (epochs), got {delay!r}")
+        self.delay = delay
         self.summary_writer = summary_writer
         self.logger = logging.getLogger(name)
         self.epochs = 0
@@ -62,7 +70,7 @@ class GeometricSchedule:
 
     def value_after(self, epochs: int) -> float:
         """The value after ``epochs`` completed epochs."""
-        value = self.start * self.growth**epochs
+        value = self.start * self.growth ** max(0, epochs - self.delay)
         return value if self.maximum is None else min(value, self.maximum)
 
     def attach(self, engine: Engine) -> None:
